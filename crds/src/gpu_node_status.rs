@@ -1,0 +1,465 @@
+//! `GpuNodeStatus` (gpuscope.dev/v1alpha1): one cluster-scoped object per GPU node, named after the Node.
+//!
+//! Two writers share the status through server-side apply, each owning its own fields:
+//! - the node probe (field manager [`PROBE_FIELD_MANAGER`]): `probe`, driver versions, `gpuCount`, `gpuModel`,
+//!   `unsupportedFields`, `gpus`, `xids`;
+//! - the operator (field manager [`OPERATOR_FIELD_MANAGER`]): `health`, `recentXidCount`, `verdicts`,
+//!   `conditions`, `observedGeneration`.
+//!
+//! Every optional field is `Option` and skipped when `None`, so a writer's apply body claims only what it sets.
+//! Per-GPU verdicts live in their own list (not inside `gpus`) so that each list has exactly one owner, and a
+//! GPU that vanished from NVML can still carry the operator's `GpuMissing` verdict.
+//!
+//! Size is bounded: the XID history is coalesced per (GPU, code) and capped ([`MAX_XID_TOTALS`]), with only the
+//! newest [`MAX_RECENT_XIDS`] raw events kept. Telemetry is a snapshot refreshed on a slow cadence; live numbers
+//! belong in the probe's `/metrics`.
+
+// clippy reads kube's repeated `printcolumn(type_ = ...)` arguments as duplicated attributes; they are not.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::health::Health;
+
+/// API group of every gpuscope resource.
+pub const GROUP: &str = "gpuscope.dev";
+/// API version of the GpuNodeStatus resource.
+pub const VERSION: &str = "v1alpha1";
+/// Field manager the node probe applies status with.
+pub const PROBE_FIELD_MANAGER: &str = "gpuscope-probe";
+/// Field manager the operator applies status with.
+pub const OPERATOR_FIELD_MANAGER: &str = "gpuscope-operator";
+/// How many raw XID events `status.xids.recent` keeps (newest first).
+pub const MAX_RECENT_XIDS: usize = 32;
+/// How many (GPU, code) totals `status.xids.totals` keeps; the least recently seen are dropped first.
+pub const MAX_XID_TOTALS: usize = 64;
+
+/// Desired state of a GPU node's diagnostics. Everything here is optional; an empty spec is the normal case.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "gpuscope.dev",
+    version = "v1alpha1",
+    kind = "GpuNodeStatus",
+    plural = "gpunodestatuses",
+    singular = "gpunodestatus",
+    shortname = "gns",
+    category = "gpu",
+    status = "GpuNodeStatusStatus",
+    derive = "PartialEq",
+    doc = "GPU inventory, telemetry, XID history and health of one Kubernetes node, named after the Node.",
+    printcolumn(name = "GPUs", type_ = "integer", json_path = ".status.gpuCount", description = "GPUs the probe sees"),
+    printcolumn(name = "Model", type_ = "string", json_path = ".status.gpuModel", description = "GPU product name"),
+    printcolumn(
+        name = "Driver",
+        type_ = "string",
+        json_path = ".status.driverVersion",
+        description = "NVIDIA driver version"
+    ),
+    printcolumn(
+        name = "Health",
+        type_ = "string",
+        json_path = ".status.health",
+        description = "Worst per-GPU verdict (operator)"
+    ),
+    printcolumn(
+        name = "XIDs",
+        type_ = "integer",
+        json_path = ".status.recentXidCount",
+        description = "XIDs within the health policy's window"
+    ),
+    printcolumn(
+        name = "Last XID",
+        type_ = "integer",
+        json_path = ".status.xids.lastCode",
+        description = "Code of the newest XID",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Reported",
+        type_ = "date",
+        json_path = ".status.probe.lastReportTime",
+        description = "When the probe last wrote this object"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuNodeStatusSpec {
+    /// Maintenance switch: when true the operator keeps publishing conditions for this node but takes no
+    /// remediation (no taint, no cordon) and removes none it added. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation_paused: Option<bool>,
+}
+
+/// What the probe observed and what the operator concluded about one node's GPUs.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuNodeStatusStatus {
+    /// Who reports this node and when it last wrote (probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeInfo>,
+    /// NVIDIA driver version, e.g. "570.86.15" (probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_version: Option<String>,
+    /// Highest CUDA version the driver supports, e.g. "12.8" (probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_driver_version: Option<String>,
+    /// NVML library version, e.g. "12.570.86.15" (probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvml_version: Option<String>,
+    /// Number of GPUs NVML reports on the node (probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_count: Option<u32>,
+    /// The node's GPU product name; the most common one, with " (+N other)" appended when models are mixed
+    /// (probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_model: Option<String>,
+    /// Fields the driver or library could not report (NOT_SUPPORTED, missing symbol), as paths relative to
+    /// status or to a GPU entry, e.g. "cudaDriverVersion" or "gpus.remappedRows". Omitted fields are absent,
+    /// not zero (probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported_fields: Option<Vec<String>>,
+    /// One entry per GPU NVML sees, ordered by index: identity, a telemetry snapshot and error counters (probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<Vec<GpuInfo>>,
+    /// XID errors seen on this node, coalesced per (GPU, code), plus the newest raw events (probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xids: Option<XidHistory>,
+
+    /// Worst per-GPU verdict: Healthy, Degraded, Unhealthy or Unknown (operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    /// XIDs seen within the health policy's window, all GPUs (operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent_xid_count: Option<u64>,
+    /// The operator's verdict per GPU, keyed by UUID; includes GPUs that disappeared from NVML (operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdicts: Option<Vec<GpuVerdict>>,
+    /// Health conditions: GPUHealthy (summary), XIDErrors, MemoryErrors, Thermal, ProbeReporting (operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Option<Vec<Condition>>,
+    /// The metadata.generation the operator last evaluated (operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The probe that reports this node.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeInfo {
+    /// gpuscope-probe version.
+    pub version: String,
+    /// Where the data comes from: nvml (the driver) or simulated (a scenario file, for demos and tests).
+    pub backend: Backend,
+    /// When the probe last wrote this object: on every change and at least every refresh interval. Liveness in
+    /// between is the probe's Lease, which the operator publishes as the ProbeReporting condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_report_time: Option<Time>,
+    /// The node's boot id (/proc/sys/kernel/random/boot_id); a change means the node rebooted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+}
+
+/// Where the probe's data comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Backend {
+    /// The NVIDIA driver, through NVML.
+    #[default]
+    Nvml,
+    /// A scenario file: simulated GPUs for demos and scale tests.
+    Simulated,
+}
+
+/// One GPU: identity, a telemetry snapshot and its error counters. Absent fields were not reported.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuInfo {
+    /// NVML index (0-based). Can change across reboots; the UUID does not.
+    pub index: u32,
+    /// GPU UUID, e.g. "GPU-5a4c2e1b-…"; stable identity.
+    pub uuid: String,
+    /// Product name, e.g. "NVIDIA H100 80GB HBM3".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_name: Option<String>,
+    /// PCI bus id, normalised to lower case with a 4-digit domain, e.g. "0000:3b:00.0"; the kernel log's
+    /// XID lines name this address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_bus_id: Option<String>,
+    /// Board serial number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// Framebuffer memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<GpuMemory>,
+    /// GPU core temperature in degrees Celsius.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature_celsius: Option<u32>,
+    /// Power draw in watts (snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_draw_watts: Option<u32>,
+    /// Enforced power limit in watts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_limit_watts: Option<u32>,
+    /// Utilization over the driver's last sample period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization: Option<Utilization>,
+    /// Current clocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clocks: Option<Clocks>,
+    /// Active clock throttle reasons, e.g. ["HwThermalSlowdown"]; empty when running at full clocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle_reasons: Option<Vec<String>>,
+    /// ECC mode and error counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecc: Option<EccCounters>,
+    /// Retired pages (pre-Ampere memory repair).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_pages: Option<RetiredPages>,
+    /// Remapped rows (Ampere and newer memory repair).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remapped_rows: Option<RemappedRows>,
+    /// Multi-Instance GPU mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mig: Option<MigInfo>,
+    /// NVLink links and whether each is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvlinks: Option<Vec<NvLinkState>>,
+    /// The driver's current recovery action for this GPU (XID 154 or NVML), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_action: Option<RecoveryActionStatus>,
+}
+
+/// Framebuffer memory in MiB.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuMemory {
+    /// Total memory, MiB.
+    pub total_mib: u64,
+    /// Used memory, MiB (snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_mib: Option<u64>,
+}
+
+/// Utilization in percent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Utilization {
+    /// Percent of time a kernel was running.
+    pub gpu_percent: u32,
+    /// Percent of time memory was being read or written.
+    pub memory_percent: u32,
+}
+
+/// Clock speeds in MHz.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Clocks {
+    /// Streaming-multiprocessor clock, MHz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sm_mhz: Option<u32>,
+    /// Memory clock, MHz.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mhz: Option<u32>,
+}
+
+/// ECC mode and error counts. Volatile counts reset with the driver; aggregate counts persist in the InfoROM.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EccCounters {
+    /// Whether ECC is currently enabled.
+    pub enabled: bool,
+    /// Corrected (single-bit) errors since the driver loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volatile_corrected: Option<u64>,
+    /// Uncorrected (double-bit) errors since the driver loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volatile_uncorrected: Option<u64>,
+    /// Corrected errors over the GPU's lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_corrected: Option<u64>,
+    /// Uncorrected errors over the GPU's lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate_uncorrected: Option<u64>,
+}
+
+/// Retired framebuffer pages (page retirement, before Ampere).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetiredPages {
+    /// Pages retired for multiple single-bit errors.
+    pub single_bit_ecc: u64,
+    /// Pages retired for a double-bit error.
+    pub double_bit_ecc: u64,
+    /// A retirement waits for the next driver reload or GPU reset.
+    pub pending: bool,
+}
+
+/// Row remapping (Ampere and newer).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemappedRows {
+    /// Rows remapped for correctable errors.
+    pub correctable: u64,
+    /// Rows remapped for uncorrectable errors.
+    pub uncorrectable: u64,
+    /// A remap waits for the next GPU reset to take effect.
+    pub pending: bool,
+    /// A remap failed (no spare rows left): the GPU needs service.
+    pub failure: bool,
+}
+
+/// Multi-Instance GPU state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigInfo {
+    /// MIG is enabled now.
+    pub enabled: bool,
+    /// MIG will be enabled after the next GPU reset (differs from `enabled` while a change is pending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_enabled: Option<bool>,
+    /// Number of MIG devices (GPU instances' compute instances) configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_count: Option<u32>,
+}
+
+/// One NVLink link.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NvLinkState {
+    /// Link number.
+    pub link: u32,
+    /// Whether the link is up.
+    pub active: bool,
+}
+
+/// The driver's recovery action for a GPU (NVML's nvmlDeviceGpuRecoveryAction_t).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryActionStatus {
+    /// Numeric value: 0 None, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset, …
+    pub code: u32,
+    /// Name: None, GpuReset, NodeReboot, DrainP2P, DrainAndReset, RecoverImexDomain, BusReset, SystemReboot,
+    /// or Unknown.
+    pub action: String,
+    /// Where it was read: kmsg (an XID 154 line) or nvml.
+    pub source: XidSource,
+    /// When the driver reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+}
+
+/// Where an XID was read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum XidSource {
+    /// The kernel log (/dev/kmsg).
+    #[default]
+    Kmsg,
+    /// An NVML critical-XID event.
+    Nvml,
+}
+
+/// XID history, bounded whatever the error rate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct XidHistory {
+    /// Code of the newest XID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_code: Option<u32>,
+    /// When the newest XID was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_time: Option<Time>,
+    /// Per (GPU, code): count, first and last seen, last message. At most 64 entries; the least recently seen
+    /// are dropped first.
+    #[serde(default)]
+    pub totals: Vec<XidTotal>,
+    /// The newest raw events, newest first, at most 32.
+    #[serde(default)]
+    pub recent: Vec<XidEvent>,
+}
+
+/// All occurrences of one XID code on one GPU, coalesced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct XidTotal {
+    /// XID code.
+    pub code: u32,
+    /// PCI bus id of the GPU ("0000:3b:00.0").
+    pub pci_bus_id: String,
+    /// GPU UUID, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_uuid: Option<String>,
+    /// How many times it was seen.
+    pub count: u64,
+    /// First occurrence.
+    pub first_seen: Time,
+    /// Newest occurrence.
+    pub last_seen: Time,
+    /// Boot id of the node at the newest occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_boot_id: Option<String>,
+    /// Driver text of the newest occurrence (after the code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<String>,
+}
+
+/// One XID as the driver reported it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct XidEvent {
+    /// XID code.
+    pub code: u32,
+    /// When it happened (wall clock).
+    pub time: Time,
+    /// PCI bus id of the GPU ("0000:3b:00.0").
+    pub pci_bus_id: String,
+    /// GPU UUID, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_uuid: Option<String>,
+    /// MIG GPU instance id, when the driver attributed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_instance: Option<u32>,
+    /// MIG compute instance id, when the driver attributed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_instance: Option<u32>,
+    /// Process id, when logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Process name, when logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_name: Option<String>,
+    /// Driver text after the code and process fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Where it was read: kmsg or nvml.
+    pub source: XidSource,
+    /// Node boot id when it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// Kernel log sequence number within that boot (kmsg only); with the boot id, the event's identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+}
+
+/// The operator's verdict on one GPU.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuVerdict {
+    /// GPU UUID.
+    pub uuid: String,
+    /// NVML index when the verdict was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// Healthy, Degraded, Unhealthy or Unknown.
+    pub health: Health,
+    /// Machine-readable reasons, e.g. ["XidFallenOffBus"]; empty when healthy.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// What to do, for a human.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,14 @@
+//! gpuscope's shared API: the `GpuNodeStatus` custom resource, the NVIDIA XID catalog, the health
+//! vocabulary, and the few pieces of plumbing all three programs share.
+//!
+//! Everything in gpuscope depends on this crate; it depends on nothing of ours.
+
+pub mod crd_yaml;
+pub mod gpu_node_status;
+pub mod health;
+pub mod logging;
+pub mod pci;
+pub mod xid;
+
+pub use gpu_node_status::{GpuNodeStatus, GpuNodeStatusSpec, GpuNodeStatusStatus};
+pub use health::Health;

@@ -1,0 +1,4 @@
+//! gpuscope's end-to-end suite: one test binary (link time on 2 cores adds up), one module per behaviour, all
+//! against the real control plane in `gpuscope_tests::ControlPlane`.
+
+mod api;

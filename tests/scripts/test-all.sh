@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every gpuscope test on a fresh machine: installs what the real control plane needs (Debian packages),
+# builds and caches it on first use (~5 minutes on 2 cores), then runs the unit tests and the end-to-end suite.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+missing=()
+command -v openssl >/dev/null || missing+=(openssl)
+command -v gcc >/dev/null || missing+=(gcc)
+if [[ ${#missing[@]} -gt 0 ]]; then
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v kubectl >/dev/null || { echo "kubectl is required on PATH (https://kubernetes.io/docs/tasks/tools/)" >&2; exit 1; }
+
+if [[ -z ${KUBEBUILDER_ASSETS:-} ]]; then
+  tests/scripts/build-control-plane.sh
+fi
+
+# Unit tests: every crate but the end-to-end one, one process per test.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --exclude gpuscope-tests --no-fail-fast
+else
+  cargo test --workspace --exclude gpuscope-tests
+fi
+# End-to-end: one process, so all tests share one control plane (started once, killed when the process ends).
+cargo test -p gpuscope-tests --no-fail-fast -- --test-threads 4
