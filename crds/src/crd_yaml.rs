@@ -7,6 +7,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 
 use crate::GpuNodeStatus;
+use crate::policy::GpuHealthPolicy;
 
 /// Why a CRD could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +24,7 @@ pub struct RenderError {
 /// rather than send `null`, and API servers before 1.22 drop nullable fields' types when they publish the schema
 /// as OpenAPI v2, which leaves `kubectl explain` unable to show them.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![GpuNodeStatus::crd()];
+    let mut crds = vec![GpuNodeStatus::crd(), GpuHealthPolicy::crd()];
     for crd in &mut crds {
         for version in &mut crd.spec.versions {
             if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
@@ -85,11 +86,19 @@ mod tests {
 
     #[test]
     fn conditions_are_a_list_map_keyed_by_type() {
-        let json = serde_json::to_value(&crds()[0]).expect("json");
-        let conditions = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
-            ["conditions"];
-        assert_eq!(conditions["x-kubernetes-list-type"], "map");
-        assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
+        for crd in crds() {
+            let json = serde_json::to_value(&crd).expect("json");
+            let conditions = &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+                ["conditions"];
+            assert_eq!(conditions["x-kubernetes-list-type"], "map", "{:?}", crd.metadata.name);
+            assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
+        }
+    }
+
+    #[test]
+    fn every_crd_is_rendered() {
+        let files: Vec<String> = render_all().expect("render").into_iter().map(|(f, _)| f).collect();
+        assert_eq!(files, ["gpunodestatuses.gpuscope.dev.yaml", "gpuhealthpolicies.gpuscope.dev.yaml"]);
     }
 
     #[test]
@@ -116,9 +125,14 @@ mod tests {
                 walk(&format!("{path}[]"), items, missing);
             }
         }
-        let json = serde_json::to_value(&crds()[0]).expect("json");
         let mut missing = Vec::new();
-        walk("", &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"], &mut missing);
+        for crd in crds() {
+            let json = serde_json::to_value(&crd).expect("json");
+            let mut here = Vec::new();
+            walk("", &json["spec"]["versions"][0]["schema"]["openAPIV3Schema"], &mut here);
+            let name = crd.metadata.name.unwrap_or_default();
+            missing.extend(here.into_iter().map(|path| format!("{name}: {path}")));
+        }
         assert!(missing.is_empty(), "fields without a description (kubectl explain shows nothing): {missing:?}");
     }
 }

@@ -100,6 +100,26 @@ pub mod reason {
     pub const PROBE_STALE: &str = "HeartbeatTimeout";
     /// No probe Lease exists for the node.
     pub const PROBE_MISSING: &str = "NoProbeLease";
+    /// Temperature at or above the policy's warning threshold (below critical).
+    pub const TEMPERATURE_HIGH: &str = "TemperatureHigh";
+    /// A page retirement waits for the next GPU reset.
+    pub const RETIRED_PAGES_PENDING: &str = "RetiredPagesPending";
+    /// Corrected ECC errors above the policy's threshold: memory is wearing.
+    pub const CORRECTABLE_ECC: &str = "CorrectableEccHigh";
+    /// An NVLink XID (74, 144–150): the fault may sit at either end of the link.
+    pub const XID_NVLINK: &str = "XidNvlinkError";
+    /// An XID the health policy overrides to Degraded or Unhealthy (when the override names no reason).
+    pub const XID_POLICY_OVERRIDE: &str = "XidPolicyOverride";
+    /// The probe has reported no GPU data for this node (or for this GPU) yet.
+    pub const NO_DATA: &str = "NoGpuData";
+    /// No XID within the policy window (XIDErrors False).
+    pub const NO_RECENT_XIDS: &str = "NoRecentXids";
+    /// XIDs within the window, none above the policy's thresholds (XIDErrors False).
+    pub const XIDS_BELOW_THRESHOLD: &str = "XidsBelowThreshold";
+    /// No memory error above the policy's thresholds (MemoryErrors False).
+    pub const NO_MEMORY_ERRORS: &str = "NoMemoryErrors";
+    /// Temperatures below the warning threshold and no thermal throttling (Thermal False).
+    pub const TEMPERATURE_NORMAL: &str = "TemperatureNormal";
 }
 
 #[cfg(test)]

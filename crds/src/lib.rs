@@ -6,8 +6,11 @@
 pub mod crd_yaml;
 pub mod gpu_node_status;
 pub mod health;
+pub mod kmsg;
 pub mod logging;
+pub mod observability;
 pub mod pci;
+pub mod policy;
 pub mod xid;
 
 pub use gpu_node_status::{GpuNodeStatus, GpuNodeStatusSpec, GpuNodeStatusStatus};

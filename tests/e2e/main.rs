@@ -2,3 +2,5 @@
 //! against the real control plane in `gpuscope_tests::ControlPlane`.
 
 mod api;
+mod nvml_backend;
+mod probe;

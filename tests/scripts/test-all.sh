@@ -24,5 +24,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --exclude gpuscope-tests
 fi
+# End-to-end tests run the real programs as processes: build them first.
+cargo build --workspace --bins
 # End-to-end: one process, so all tests share one control plane (started once, killed when the process ends).
 cargo test -p gpuscope-tests --no-fail-fast -- --test-threads 4

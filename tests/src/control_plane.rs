@@ -10,13 +10,14 @@
 use std::fs;
 use std::io::Write as _;
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::process::Process;
 
 /// Version of the control plane the build script produces.
 pub const KUBE_VERSION: &str = "1.20.2";
@@ -88,7 +89,7 @@ pub enum HarnessError {
     NotReady { component: &'static str, waited: Duration, log: PathBuf, tail: String },
     /// A child process exited early.
     #[error("{component} exited early ({status}); last lines of {log}:\n{tail}")]
-    Exited { component: &'static str, status: String, log: PathBuf, tail: String },
+    Exited { component: String, status: String, log: PathBuf, tail: String },
     /// The kubeconfig could not be turned into a client.
     #[error("kube client: {0}")]
     Client(String),
@@ -100,7 +101,7 @@ pub enum HarnessError {
     Shared(String),
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HarnessError {
     let context = context.into();
     move |source| HarnessError::Io { context, source }
 }
@@ -196,71 +197,18 @@ fn free_port() -> Result<u16, HarnessError> {
     l.local_addr().map(|a| a.port()).map_err(io_err("read a bound port"))
 }
 
-fn tail(path: &Path, lines: usize) -> String {
+/// The last `lines` lines of a log file.
+pub fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A child process whose output goes to a log file, killed on drop.
-struct Proc {
-    component: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(component: &'static str, mut cmd: Command, log: PathBuf) -> Result<Proc, HarnessError> {
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(io_err(format!("open {}", log.display())))?;
-        let err = out.try_clone().map_err(io_err("clone log handle"))?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it makes the kernel kill the
-        // child when the spawning thread exits, so nothing outlives a failed or killed test run.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(io_err(format!("start {component}")))?;
-        Ok(Proc { component, child, log })
-    }
-
-    fn check_running(&mut self) -> Result<(), HarnessError> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Err(HarnessError::Exited {
-                component: self.component,
-                status: status.to_string(),
-                log: self.log.clone(),
-                tail: tail(&self.log, 30),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[derive(Default)]
 struct Procs {
-    etcd: Option<Proc>,
-    apiserver: Option<Proc>,
-    controller_manager: Option<Proc>,
+    etcd: Option<Process>,
+    apiserver: Option<Process>,
+    controller_manager: Option<Process>,
 }
 
 /// A running control plane. Dropping it kills its processes and removes its data directory.
@@ -407,7 +355,7 @@ impl ControlPlane {
             // Before 1.24 the insecure port exists and only 0 (off) is accepted; later servers removed the flag.
             cmd.arg("--insecure-port=0");
         }
-        let proc = Proc::spawn("kube-apiserver", cmd, d.join("kube-apiserver.log"))?;
+        let proc = Process::spawn("kube-apiserver", cmd, d.join("kube-apiserver.log"))?;
         self.lock().apiserver = Some(proc);
         self.wait_ready("kube-apiserver", Duration::from_secs(90), |cp| cp.apiserver_ready())
     }
@@ -426,7 +374,7 @@ impl ControlPlane {
             .arg(format!("--initial-cluster=default=http://127.0.0.1:{}", self.etcd_peer_port))
             .arg("--unsafe-no-fsync")
             .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH);
-        let proc = Proc::spawn("etcd", cmd, self.dir.join("etcd.log"))?;
+        let proc = Process::spawn("etcd", cmd, self.dir.join("etcd.log"))?;
         self.lock().etcd = Some(proc);
         let port = self.etcd_port;
         self.wait_ready("etcd", Duration::from_secs(30), move |_| {
@@ -451,7 +399,7 @@ impl ControlPlane {
             // Before 1.24 the controller-manager also serves an insecure port unless told not to.
             cmd.arg("--port=0");
         }
-        let proc = Proc::spawn("kube-controller-manager", cmd, d.join("kube-controller-manager.log"))?;
+        let proc = Process::spawn("kube-controller-manager", cmd, d.join("kube-controller-manager.log"))?;
         self.lock().controller_manager = Some(proc);
         // Ready when it has created the `default` ServiceAccount in `default`: until then no pod can be created.
         self.wait_ready("kube-controller-manager", Duration::from_secs(60), |cp| {

@@ -1,6 +1,8 @@
 //! gpuscope's end-to-end harness: a real control plane on loopback and small helpers that keep each test short.
 
 pub mod control_plane;
+pub mod fake_nvml;
+pub mod process;
 
 use std::future::Future;
 use std::process::Command;
@@ -8,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub use control_plane::{ControlPlane, HarnessError, Identity};
+pub use process::{Process, spawn_for_process_lifetime, workspace_binary};
 
 /// A name no other test in this run uses: `<prefix>-<pid>-<n>` (lower case, DNS-safe).
 pub fn unique_name(prefix: &str) -> String {
@@ -68,4 +71,28 @@ pub async fn fresh_namespace(client: &kube::Client, prefix: &str) -> Result<Stri
     };
     kube::Api::<Namespace>::all(client.clone()).create(&Default::default(), &ns).await?;
     Ok(name)
+}
+
+/// A plain HTTP GET (status code and body), for probing /metrics and /readyz without an HTTP client dependency.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The value of an unlabelled Prometheus sample (`name value`) in a text exposition.
+pub fn metric_value(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A free loopback port.
+pub fn free_port() -> std::io::Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr().map(|a| a.port())
 }

@@ -6,6 +6,7 @@
 //! facade never disagree.
 
 mod catalog;
+pub mod line;
 mod recovery;
 
 use std::fmt;

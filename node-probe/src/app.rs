@@ -1,0 +1,240 @@
+//! The probe's command line and wiring: backend and kernel log in, publisher and HTTP endpoints out.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use gpuscope_crds::logging::LogArgs;
+use gpuscope_crds::observability::{self, Listener, Readiness};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+
+use crate::backend::{GpuBackend, NvmlBackend, NvmlConfig, SimulatedBackend};
+use crate::kmsg_source::{self, KmsgSettings, Observation};
+use crate::kube_io::LeaseSettings;
+use crate::metrics::ProbeMetrics;
+use crate::publisher::{Cadence, Inventory, Publisher};
+use crate::spool::Spool;
+
+/// gpuscope node probe: reads the node's GPUs through NVML and XID errors from the kernel log and NVML events,
+/// and writes them into the GpuNodeStatus named after the node (plus a small Lease as its heartbeat).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Args {
+    /// The node this probe runs on (from the downward API: spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+    /// Namespace for the probe's Lease (the namespace the probe runs in).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "gpuscope-system")]
+    pub namespace: String,
+    /// Holder identity written into the Lease (defaults to the node name).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// Where GPU data comes from: the driver (nvml) or a scenario file (simulated, for demos and tests).
+    #[arg(long, value_enum, default_value_t = BackendKind::Nvml, env = "GPUSCOPE_BACKEND")]
+    pub backend: BackendKind,
+    /// Path of the NVML library; the NVIDIA container runtime mounts the driver's copy.
+    #[arg(long, default_value = crate::backend::DEFAULT_NVML_LIBRARY, env = "GPUSCOPE_NVML_LIBRARY")]
+    pub nvml_library: PathBuf,
+    /// Scenario file for `--backend simulated` (see node-probe/scenarios/).
+    #[arg(long, env = "GPUSCOPE_SCENARIO", required_if_eq("backend", "simulated"))]
+    pub scenario: Option<PathBuf>,
+    /// Kernel log to follow for XID lines (a file or FIFO works too, for tests and replays).
+    #[arg(long, default_value = "/dev/kmsg", env = "GPUSCOPE_KMSG_PATH")]
+    pub kmsg_path: PathBuf,
+    /// Do not read the kernel log (NVML events only).
+    #[arg(long)]
+    pub no_kmsg: bool,
+    /// File holding the node's boot id.
+    #[arg(long, default_value = "/proc/sys/kernel/random/boot_id")]
+    pub boot_id_file: PathBuf,
+    /// Directory for the XID spool (a hostPath, so a restarted probe loses nothing).
+    #[arg(long, default_value = "/var/lib/gpuscope", env = "GPUSCOPE_SPOOL_DIR")]
+    pub spool_dir: PathBuf,
+    /// How often the GPUs are sampled.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub sample_interval: Duration,
+    /// Longest time between GpuNodeStatus writes when nothing changes.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub refresh_interval: Duration,
+    /// How often the Lease is renewed (the heartbeat).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub lease_interval: Duration,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8081", env = "GPUSCOPE_LISTEN")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Backend choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// The NVIDIA driver, through NVML.
+    Nvml,
+    /// A scenario file.
+    Simulated,
+}
+
+/// Run the probe until SIGTERM/SIGINT.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let mut backend: Box<dyn GpuBackend> = match args.backend {
+        BackendKind::Nvml => Box::new(NvmlBackend::open(NvmlConfig { library_path: args.nvml_library.clone() })?),
+        BackendKind::Simulated => {
+            let path = args.scenario.clone().ok_or_else(|| anyhow::anyhow!("--backend simulated needs --scenario"))?;
+            Box::new(SimulatedBackend::from_file(&path)?)
+        }
+    };
+    let kind = backend.kind();
+    let boot_id = kmsg_source::read_boot_id(&args.boot_id_file);
+    if boot_id.is_none() {
+        tracing::warn!(path = %args.boot_id_file.display(), "no boot id: reboots cannot be told apart");
+    }
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}"))?;
+
+    let metrics = ProbeMetrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let readiness = Readiness::default();
+    let listener = Listener::bind(args.listen).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server_stop = wait_for(stop_rx.clone());
+    let server =
+        tokio::spawn(listener.serve(observability::router(Arc::new(registry), readiness.clone()), server_stop));
+
+    let (obs_tx, obs_rx) = mpsc::channel::<Observation>(4096);
+    let stop_threads = Arc::new(AtomicBool::new(false));
+    let kmsg_thread = if args.no_kmsg {
+        None
+    } else {
+        let settings = KmsgSettings {
+            path: args.kmsg_path.clone(),
+            boot_id: boot_id.clone(),
+            boot_time: kmsg_source::boot_time(),
+        };
+        Some(kmsg_source::spawn(settings, obs_tx.clone(), stop_threads.clone())?)
+    };
+    let xid_events = backend.start_xid_events(1024)?;
+    let pump = tokio::spawn(pump_backend_xids(xid_events.receiver, obs_tx.clone(), boot_id.clone()));
+    let (inv_tx, inv_rx) = mpsc::channel::<Inventory>(4);
+    let sampler =
+        tokio::spawn(sample(backend, args.sample_interval, inv_tx, metrics.clone(), wait_for(stop_rx.clone())));
+
+    let publisher = Publisher {
+        client,
+        node: args.node_name.clone(),
+        lease: LeaseSettings {
+            namespace: args.namespace.clone(),
+            holder: args.pod_name.clone().unwrap_or_else(|| args.node_name.clone()),
+            duration_seconds: i32::try_from(args.lease_interval.as_secs().saturating_mul(4)).unwrap_or(i32::MAX),
+        },
+        cadence: Cadence {
+            lease_interval: args.lease_interval,
+            refresh_interval: args.refresh_interval,
+            ..Cadence::default()
+        },
+        spool: Spool::new(&args.spool_dir),
+        backend: kind,
+        boot_id,
+        metrics,
+        readiness,
+    };
+    tracing::info!(node = %args.node_name, backend = ?kind, "gpuscope-probe started");
+    publisher.run(obs_rx, inv_rx, observability::shutdown_signal()).await;
+
+    let _ = stop_tx.send(true);
+    stop_threads.store(true, Ordering::Relaxed);
+    drop(obs_tx);
+    pump.abort();
+    let _ = sampler.await;
+    let _ = tokio::task::spawn_blocking(move || xid_events.thread.stop()).await;
+    if let Some(t) = kmsg_thread {
+        // The kmsg thread may sit in a blocking read; it exits with the process.
+        drop(t);
+    }
+    let _ = server.await;
+    tracing::info!("gpuscope-probe stopped");
+    Ok(())
+}
+
+async fn wait_for(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn pump_backend_xids(
+    mut rx: mpsc::Receiver<crate::backend::NvmlXidEvent>,
+    tx: mpsc::Sender<Observation>,
+    boot_id: Option<String>,
+) {
+    while let Some(ev) = rx.recv().await {
+        match ev.to_xid_event(boot_id.as_deref()) {
+            Some(x) => {
+                if tx.send(Observation::Xid(x)).await.is_err() {
+                    return;
+                }
+            }
+            None => tracing::warn!(code = ev.code, "NVML reported an XID without a GPU; not recorded"),
+        }
+    }
+}
+
+async fn sample(
+    mut backend: Box<dyn GpuBackend>,
+    every: Duration,
+    tx: mpsc::Sender<Inventory>,
+    metrics: ProbeMetrics,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = ticker.tick() => {}
+        }
+        // NVML calls block: keep them off the async workers.
+        let result = tokio::task::spawn_blocking(move || {
+            let snapshot = backend.snapshot();
+            (backend, snapshot)
+        })
+        .await;
+        let snapshot;
+        (backend, snapshot) = match result {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::error!(error = %e, "the GPU sampler panicked; no more snapshots");
+                return;
+            }
+        };
+        match snapshot {
+            Ok(s) => {
+                for (field, error) in &s.field_errors {
+                    tracing::debug!(%field, %error, "NVML field failed");
+                }
+                for lost in &s.lost_gpus {
+                    tracing::warn!(index = lost.index, uuid = ?lost.uuid, "NVML reports a GPU as lost (fallen off the bus?)");
+                }
+                let inv = Inventory {
+                    driver_version: s.driver_version,
+                    cuda_driver_version: s.cuda_driver_version,
+                    nvml_version: s.nvml_version,
+                    gpus: s.gpus,
+                    unsupported_fields: s.unsupported_fields,
+                };
+                if tx.send(inv).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                metrics.snapshot_errors.inc();
+                tracing::warn!(error = %e, "reading the GPUs failed; will try again");
+            }
+        }
+    }
+}

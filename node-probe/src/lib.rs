@@ -1,0 +1,13 @@
+//! gpuscope node probe: reads the node's GPUs (NVML or a simulated scenario) and XID errors (kernel log and NVML
+//! events) and writes them into the node's GpuNodeStatus.
+
+pub mod app;
+pub mod backend;
+pub mod backoff;
+pub mod kmsg_source;
+pub mod kube_io;
+pub mod metrics;
+pub mod publisher;
+pub mod report;
+pub mod spool;
+pub mod xid_ledger;
