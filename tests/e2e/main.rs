@@ -3,4 +3,5 @@
 
 mod api;
 mod nvml_backend;
+mod operator;
 mod probe;

@@ -51,6 +51,8 @@ struct ProbeSetup {
     listen: SocketAddr,
     lease_interval: &'static str,
     refresh_interval: &'static str,
+    /// Backend flags; the simulated healthy H100 node by default.
+    backend: Vec<std::ffi::OsString>,
 }
 
 impl ProbeSetup {
@@ -64,6 +66,12 @@ impl ProbeSetup {
             listen: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
             lease_interval: "30s",
             refresh_interval: "10m",
+            backend: vec![
+                "--backend".into(),
+                "simulated".into(),
+                "--scenario".into(),
+                workspace_root().join("node-probe/scenarios/healthy-8x-h100.yaml").into(),
+            ],
         })
     }
 
@@ -80,9 +88,8 @@ impl ProbeSetup {
         let mut cmd = Command::new(workspace_binary("gpuscope-probe")?);
         cmd.env("KUBECONFIG", cp.kubeconfig_for(Identity::Probe))
             .env("RUST_LOG", "info,gpuscope_probe=debug")
-            .args(["--node-name", &self.node, "--namespace", INSTALL_NAMESPACE, "--backend", "simulated"])
-            .arg("--scenario")
-            .arg(workspace_root().join("node-probe/scenarios/healthy-8x-h100.yaml"))
+            .args(["--node-name", &self.node, "--namespace", INSTALL_NAMESPACE])
+            .args(&self.backend)
             .arg("--kmsg-path")
             .arg(self.kmsg())
             .arg("--boot-id-file")
@@ -147,6 +154,60 @@ async fn probe_creates_fills_and_owns_its_gpu_node_status() -> TestResult {
     let (code, _) = http_get(setup.listen, "/readyz").await?;
     assert_eq!(code, 200, "ready after the first successful write");
     assert_eq!(probe.terminate(Duration::from_secs(10)), Some(0), "SIGTERM is a clean exit");
+    Ok(())
+}
+
+#[tokio::test]
+async fn probe_reads_the_real_nvml_path_through_the_fake_library_and_merges_nvml_and_kernel_xids() -> TestResult {
+    let cp = shared_with_rbac()?;
+    let admin = cp.client().await?;
+    let node_name = unique_name("nvml");
+    create_node(&admin, &node_name).await?;
+    let mut setup = ProbeSetup::new(&node_name)?;
+    let fake = gpuscope_tests::fake_nvml::FakeNvml::build(
+        &setup.dir.path().join("nvml"),
+        &[],
+        "device_count=1\ndriver_version=570.86.15\ncuda_driver_version=12080\n\
+         gpu.0.uuid=GPU-5a4c2e1b-8d3f-4e7a-b6c0-9f1d2a8e5c73\ngpu.0.name=NVIDIA H100 80GB HBM3\n\
+         gpu.0.pci_bus_id=00000000:18:00.0\ngpu.0.temperature=47\ngpu.0.remapped_rows=not_supported\n",
+    )?;
+    setup.backend = vec!["--backend".into(), "nvml".into(), "--nvml-library".into(), fake.library().into()];
+    let probe = setup.start(cp)?;
+    let api: Api<GpuNodeStatus> = Api::all(admin);
+    let status = eventually("the NVML inventory", Duration::from_secs(20), || async {
+        status_of(&api, &node_name).await.filter(|s| s.gpu_count == Some(1))
+    })
+    .await
+    .map_err(|e| format!("{e}\n{}", probe.log_tail(30)))?;
+    let gpu = &status.gpus.as_ref().ok_or("no gpus")?[0];
+    assert_eq!(gpu.uuid, "GPU-5a4c2e1b-8d3f-4e7a-b6c0-9f1d2a8e5c73");
+    assert_eq!(gpu.pci_bus_id.as_deref(), Some("0000:18:00.0"));
+    assert_eq!(gpu.temperature_celsius, Some(47));
+    assert_eq!(gpu.remapped_rows, None);
+    assert!(status.unsupported_fields.unwrap_or_default().iter().any(|f| f == "gpus.remappedRows"));
+    assert_eq!(status.driver_version.as_deref(), Some("570.86.15"));
+    assert_eq!(status.probe.map(|p| p.backend), Some(gpuscope_crds::gpu_node_status::Backend::Nvml));
+
+    // The driver reports one XID 79 both as an NVML event and as a kernel line: one record.
+    fake.append_xid(0, 79)?;
+    // The kernel stamps records with the monotonic clock: "now" for a line logged now.
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now_us = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000;
+    setup.append_kmsg(&format!(
+        "3,1,{now_us},-;NVRM: Xid (PCI:0000:18:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.\n"
+    ))?;
+    let status = eventually("XID 79", Duration::from_secs(10), || async {
+        status_of(&api, &node_name).await.filter(|s| total(s, 79) >= 1)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = status_of(&api, &node_name).await.unwrap_or(status);
+    assert_eq!(total(&status, 79), 1, "two reports of one XID:\n{}", probe.log_tail(20));
+    let event = &status.xids.ok_or("no history")?.recent[0];
+    assert_eq!(event.gpu_uuid.as_deref(), Some("GPU-5a4c2e1b-8d3f-4e7a-b6c0-9f1d2a8e5c73"));
+    assert_eq!(event.message.as_deref(), Some("GPU has fallen off the bus."), "the kernel's text enriches NVML's");
     Ok(())
 }
 
