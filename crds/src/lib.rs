@@ -4,6 +4,7 @@
 //! Everything in gpuscope depends on this crate; it depends on nothing of ours.
 
 pub mod crd_yaml;
+pub mod duration;
 pub mod gpu_node_status;
 pub mod health;
 pub mod kmsg;

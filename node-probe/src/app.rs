@@ -55,13 +55,13 @@ pub struct Args {
     #[arg(long, default_value = "/var/lib/gpuscope", env = "GPUSCOPE_SPOOL_DIR")]
     pub spool_dir: PathBuf,
     /// How often the GPUs are sampled.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = gpuscope_crds::duration::parse_duration)]
     pub sample_interval: Duration,
     /// Longest time between GpuNodeStatus writes when nothing changes.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = gpuscope_crds::duration::parse_duration)]
     pub refresh_interval: Duration,
     /// How often the Lease is renewed (the heartbeat).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = gpuscope_crds::duration::parse_duration)]
     pub lease_interval: Duration,
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8081", env = "GPUSCOPE_LISTEN")]
@@ -214,6 +214,7 @@ async fn sample(
         };
         match snapshot {
             Ok(s) => {
+                metrics.nvml_field_errors.inc_by(s.field_errors.len() as u64);
                 for (field, error) in &s.field_errors {
                     tracing::debug!(%field, %error, "NVML field failed");
                 }

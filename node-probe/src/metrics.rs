@@ -39,6 +39,8 @@ pub struct ProbeMetrics {
     pub malformed_records: Counter,
     /// Kernel-log records lost because the reader fell behind the ring buffer.
     pub kmsg_records_lost: Counter,
+    /// NVML field reads that failed with an error other than "not supported" (the field is omitted).
+    pub nvml_field_errors: Counter,
     /// Backend snapshots that failed as a whole.
     pub snapshot_errors: Counter,
     /// Unix time of the last successful GpuNodeStatus write.
@@ -59,6 +61,7 @@ impl ProbeMetrics {
         r.register("xids", "XIDs recorded (each once) by code", self.xids.clone());
         r.register("malformed_records", "Kernel-log records skipped as malformed", self.malformed_records.clone());
         r.register("kmsg_records_lost", "Kernel-log records lost to ring overrun", self.kmsg_records_lost.clone());
+        r.register("nvml_field_errors", "NVML field reads that failed (field omitted)", self.nvml_field_errors.clone());
         r.register("snapshot_errors", "GPU backend snapshots that failed", self.snapshot_errors.clone());
         r.register(
             "last_write_timestamp_seconds",

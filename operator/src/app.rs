@@ -19,7 +19,7 @@ use kube::runtime::{Controller, WatchStreamExt as _, watcher};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
-use crate::metrics::{Label, OperatorMetrics};
+use crate::metrics::{ConditionLabels, Label, OperatorMetrics};
 use crate::reconciler::{self, Context};
 
 /// gpuscope operator: turns what the node probes report into health conditions by policy, mirrors them onto the
@@ -170,6 +170,7 @@ async fn run_controller(
         events: parts.events,
         metrics: parts.metrics,
         lease_namespace: args.namespace.clone(),
+        remediation_lock: tokio::sync::Mutex::new(()),
     });
     controller
         .run(reconciler::reconcile, reconciler::error_policy, ctx)
@@ -188,13 +189,25 @@ async fn update_gauges(store: Store<GpuNodeStatus>, metrics: OperatorMetrics) {
     loop {
         tick.tick().await;
         let mut counts = std::collections::BTreeMap::<&'static str, i64>::new();
+        let mut conditions = std::collections::BTreeMap::<(String, String), i64>::new();
         for obj in store.state() {
-            for v in obj.status.as_ref().and_then(|s| s.verdicts.as_ref()).into_iter().flatten() {
+            let Some(status) = obj.status.as_ref() else { continue };
+            for v in status.verdicts.iter().flatten() {
                 *counts.entry(v.health.as_str()).or_default() += 1;
+            }
+            for c in status.conditions.iter().flatten() {
+                *conditions.entry((c.type_.clone(), c.status.clone())).or_default() += 1;
             }
         }
         for h in ["Healthy", "Degraded", "Unhealthy", "Unknown"] {
             metrics.gpus_by_health.get_or_create(&Label::of(h)).set(counts.get(h).copied().unwrap_or(0));
+        }
+        for condition in gpuscope_crds::health::condition_type::ALL {
+            for status in ["True", "False", "Unknown"] {
+                let n = conditions.get(&(condition.to_string(), status.to_string())).copied().unwrap_or(0);
+                let labels = ConditionLabels { condition: condition.to_string(), status: status.to_string() };
+                metrics.nodes_by_condition.get_or_create(&labels).set(n);
+            }
         }
     }
 }

@@ -21,6 +21,15 @@ impl Label {
     }
 }
 
+/// Labels for a condition count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    /// Condition type, e.g. GPUHealthy.
+    pub condition: String,
+    /// True, False or Unknown.
+    pub status: String,
+}
+
 /// Every metric the operator exports.
 #[derive(Clone, Debug)]
 pub struct OperatorMetrics {
@@ -36,6 +45,8 @@ pub struct OperatorMetrics {
     pub node_writes: Counter,
     /// GPUs by health verdict, across all nodes (recomputed on every reconcile of a node).
     pub gpus_by_health: Family<Label, Gauge>,
+    /// Nodes by condition type and status (e.g. GPUHealthy=False), across the fleet.
+    pub nodes_by_condition: Family<ConditionLabels, Gauge>,
     /// Remediations taken, by kind (taint, untaint, cordon, uncordon).
     pub remediations: Family<Label, Counter>,
     /// Remediations the budget refused.
@@ -55,6 +66,7 @@ impl Default for OperatorMetrics {
             status_writes: Counter::default(),
             node_writes: Counter::default(),
             gpus_by_health: Family::default(),
+            nodes_by_condition: Family::default(),
             remediations: Family::default(),
             remediations_refused: Counter::default(),
             leader: Gauge::default(),
@@ -73,6 +85,7 @@ impl OperatorMetrics {
         r.register("status_writes", "GpuNodeStatus status writes issued", self.status_writes.clone());
         r.register("node_writes", "Node condition writes issued", self.node_writes.clone());
         r.register("gpus", "GPUs by health verdict", self.gpus_by_health.clone());
+        r.register("nodes", "GPU nodes by condition type and status", self.nodes_by_condition.clone());
         r.register("remediations", "Node remediations taken, by kind", self.remediations.clone());
         r.register("remediations_refused", "Remediations refused by the budget", self.remediations_refused.clone());
         r.register("leader", "1 while this replica leads", self.leader.clone());

@@ -8,6 +8,29 @@ use serde_json::json;
 
 use crate::remediation::{CORDON_ANNOTATION, NodeChange, TAINT_KEY};
 
+/// gpuscope condition types found on a Node that the operator does not mirror there (only `GPUHealthy` is
+/// mirrored; anything else of ours on a Node is left over from an older version or a hand edit).
+pub fn stale_conditions(node: &Node) -> Vec<String> {
+    use gpuscope_crds::health::condition_type::{ALL, GPU_HEALTHY};
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.type_ != GPU_HEALTHY && ALL.contains(&c.type_.as_str()))
+        .map(|c| c.type_.clone())
+        .collect()
+}
+
+/// Remove `types` from the Node's conditions (strategic merge `$patch: delete`, keyed by type).
+pub async fn remove_conditions(client: &kube::Client, node: &str, types: &[String]) -> Result<(), kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let deletes: Vec<serde_json::Value> = types.iter().map(|t| json!({ "type": t, "$patch": "delete" })).collect();
+    let patch = json!({ "status": { "conditions": deletes } });
+    nodes.patch_status(node, &PatchParams::default(), &Patch::Strategic(patch)).await?;
+    Ok(())
+}
+
 /// Whether the Node's mirrored condition differs from `desired` (status, reason or message).
 pub fn condition_differs(node: &Node, desired: &Condition) -> bool {
     let current = node
@@ -96,6 +119,21 @@ mod tests {
             last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
             observed_generation: None,
         }
+    }
+
+    #[test]
+    fn only_our_other_condition_types_are_stale_on_a_node() {
+        let mut node = Node::default();
+        let later = jiff::Timestamp::from_second(100).expect("valid");
+        let mut xid = node_condition(&condition("True", "XidRateExceeded"), later);
+        xid.type_ = "XIDErrors".into();
+        let mut kubelet = node_condition(&condition("True", "KubeletReady"), later);
+        kubelet.type_ = "Ready".into();
+        node.status = Some(NodeStatus {
+            conditions: Some(vec![node_condition(&condition("True", "Healthy"), later), xid, kubelet]),
+            ..Default::default()
+        });
+        assert_eq!(stale_conditions(&node), vec!["XIDErrors".to_string()]);
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub struct Context {
     pub metrics: OperatorMetrics,
     /// Namespace of the probes' Leases.
     pub lease_namespace: String,
+    /// Serializes decisions that take a budget slot (see [`remediate`]).
+    pub remediation_lock: tokio::sync::Mutex<()>,
 }
 
 impl Context {
@@ -150,6 +152,16 @@ async fn reconcile_inner(obj: &GpuNodeStatus, ctx: &Context) -> Result<Action, E
             })?;
             ctx.metrics.node_writes.inc();
         }
+        let stale = node_sync::stale_conditions(node);
+        if !stale.is_empty() {
+            node_sync::remove_conditions(&ctx.client, &name, &stale).await.map_err(|source| Error::Node {
+                name: name.clone(),
+                what: "stale conditions",
+                source,
+            })?;
+            ctx.metrics.node_writes.inc();
+            tracing::info!(node = %name, ?stale, "removed condition types the operator no longer mirrors");
+        }
         remediate(obj, node, evaluation.health, &policy, ctx).await?;
     }
 
@@ -206,6 +218,9 @@ async fn publish(ctx: &Context, event: &Notice, reference: &ObjectReference) {
     }
 }
 
+/// Taint, cordon or release the Node as the policy asks. Taking a budget slot is decided under a lock and on a
+/// fresh list of Nodes: the cache can lag behind another reconcile's taint, and concurrent reconciles must not
+/// together exceed the budget.
 async fn remediate(
     obj: &GpuNodeStatus,
     node: &Node,
@@ -214,19 +229,55 @@ async fn remediate(
     ctx: &Context,
 ) -> Result<(), Error> {
     let name = obj.name_any();
-    let state = NodeState::of(node);
-    let held_elsewhere =
-        ctx.nodes.state().iter().filter(|n| n.name_any() != name && NodeState::of(n).remediated()).count();
-    let budget = remediation::budget(ctx.objects.len(), policy.max_unavailable_percent);
     let paused = obj.spec.remediation_paused.unwrap_or(false);
-    let plan = remediation::plan(policy.remediation_mode, paused, health, state, held_elsewhere, budget);
+    let budget = remediation::budget(ctx.objects.len(), policy.max_unavailable_percent);
+    let held_elsewhere =
+        |nodes: &[Node]| nodes.iter().filter(|n| n.name_any() != name && NodeState::of(n).remediated()).count();
+    let cached: Vec<Node> = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();
+    let plan = remediation::plan(
+        policy.remediation_mode,
+        paused,
+        health,
+        NodeState::of(node),
+        held_elsewhere(&cached),
+        budget,
+    );
+    let takes_slot = !NodeState::of(node).remediated()
+        && plan.changes.iter().any(|c| matches!(c, NodeChange::AddTaint | NodeChange::Cordon));
+    if !takes_slot {
+        // A refusal on cached data stands: the cache can only lag behind taints we added, never invent them.
+        if plan.refused {
+            ctx.metrics.remediations_refused.inc();
+            tracing::warn!(node = %name, budget, "remediation refused: the policy's budget is spent");
+        }
+        return apply_plan(&name, node, plan, ctx).await;
+    }
+    let _slot = ctx.remediation_lock.lock().await;
+    let nodes = Api::<Node>::all(ctx.client.clone())
+        .list(&Default::default())
+        .await
+        .map_err(|source| Error::Node { name: name.clone(), what: "listing for the remediation budget", source })?
+        .items;
+    let Some(fresh) = nodes.iter().find(|n| n.name_any() == name) else { return Ok(()) };
+    let plan = remediation::plan(
+        policy.remediation_mode,
+        paused,
+        health,
+        NodeState::of(fresh),
+        held_elsewhere(&nodes),
+        budget,
+    );
     if plan.refused {
         ctx.metrics.remediations_refused.inc();
-        tracing::warn!(node = %name, budget, held_elsewhere, "remediation refused: the policy's budget is spent");
+        tracing::warn!(node = %name, budget, "remediation refused: the policy's budget is spent");
     }
+    apply_plan(&name, fresh, plan, ctx).await
+}
+
+async fn apply_plan(name: &str, node: &Node, plan: remediation::Plan, ctx: &Context) -> Result<(), Error> {
     for change in plan.changes {
         node_sync::apply_change(&ctx.client, node, change).await.map_err(|source| Error::Node {
-            name: name.clone(),
+            name: name.to_string(),
             what: "remediation",
             source,
         })?;

@@ -211,6 +211,38 @@ async fn xid_79_turns_gpu_healthy_false_on_the_object_and_the_node_with_an_event
 }
 
 #[tokio::test]
+async fn condition_types_the_operator_no_longer_mirrors_are_removed_from_the_node() -> TestResult {
+    let cp = shared_with_operator()?;
+    let client = cp.client().await?;
+    let node = unique_name("stale");
+    report(&client, &node, BOOT_A, &[]).await?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let has = |types: Vec<String>, t: &str| types.iter().any(|x| x == t);
+    let types_of = |nodes: Api<Node>, node: String| async move {
+        let n = nodes.get(&node).await.ok()?;
+        Some(n.status?.conditions?.into_iter().map(|c| c.type_).collect::<Vec<_>>())
+    };
+    eventually("GPUHealthy on the Node", Duration::from_secs(20), || async {
+        types_of(nodes.clone(), node.clone()).await.filter(|t| has(t.clone(), "GPUHealthy"))
+    })
+    .await?;
+    // An older version mirrored XIDErrors too; someone else owns example.com/Audited.
+    let stale = json!({ "status": { "conditions": [
+        { "type": "XIDErrors", "status": "True", "reason": "Old", "message": "left over",
+          "lastTransitionTime": "2026-01-01T00:00:00Z", "lastHeartbeatTime": "2026-01-01T00:00:00Z" },
+        { "type": "example.com/Audited", "status": "True", "reason": "Checked", "message": "not ours",
+          "lastTransitionTime": "2026-01-01T00:00:00Z", "lastHeartbeatTime": "2026-01-01T00:00:00Z" } ] } });
+    nodes.patch_status(&node, &PatchParams::default(), &Patch::Strategic(stale)).await?;
+    renew_probe_lease(&client, &node).await?;
+    let types = eventually("XIDErrors removed", Duration::from_secs(20), || async {
+        types_of(nodes.clone(), node.clone()).await.filter(|t| !has(t.clone(), "XIDErrors"))
+    })
+    .await?;
+    assert!(has(types.clone(), "GPUHealthy") && has(types, "example.com/Audited"), "only our stale type goes");
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_application_xid_13_alone_keeps_the_gpu_healthy() -> TestResult {
     let cp = shared_with_operator()?;
     let client = cp.client().await?;

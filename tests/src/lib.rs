@@ -1,7 +1,9 @@
 //! gpuscope's end-to-end harness: a real control plane on loopback and small helpers that keep each test short.
 
+pub mod bench;
 pub mod control_plane;
 pub mod fake_nvml;
+pub mod fixtures;
 pub mod process;
 
 use std::future::Future;

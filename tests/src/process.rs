@@ -41,6 +41,11 @@ impl Process {
         Ok(Process { name, child, log })
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The log file.
     pub fn log(&self) -> &Path {
         &self.log
@@ -96,20 +101,17 @@ impl Drop for Process {
     }
 }
 
-/// Path of a workspace binary (`cargo build --bins` puts them next to the test binary's `deps/` folder).
+/// Path of a workspace binary: next to the running executable (a bin such as `gpuscope-bench`), or next to its
+/// folder (a test binary lives in `deps/`). `cargo build --bins` puts them there.
 pub fn workspace_binary(name: &str) -> Result<PathBuf, HarnessError> {
-    let exe = std::env::current_exe().map_err(io_err("locate the test binary"))?;
-    let dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
-    let path = dir.join(name);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(HarnessError::MissingBinary {
-            what: "a gpuscope binary",
-            path,
-            hint: "build the programs first: cargo build --bins (tests/scripts/test-all.sh does)",
-        })
-    }
+    let exe = std::env::current_exe().map_err(io_err("locate the running binary"))?;
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let candidates = [dir.join(name), dir.parent().map(|p| p.join(name)).unwrap_or_default()];
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| HarnessError::MissingBinary {
+        what: "a gpuscope binary",
+        path: candidates[1].clone(),
+        hint: "build the programs first: cargo build --bins (tests/scripts/test-all.sh does)",
+    })
 }
 
 /// Start a process that lives as long as the test process (e.g. one operator shared by several tests). It is

@@ -8,6 +8,7 @@
 mod catalog;
 pub mod line;
 mod recovery;
+pub mod rules;
 
 use std::fmt;
 

@@ -1,0 +1,6 @@
+//! Benchmarks against the real control plane: commands that print measured figures (never timed tests).
+//! Run them with release binaries: `cargo build --release --workspace --bins && target/release/gpuscope-bench --help`.
+
+pub mod operator;
+pub mod probe;
+pub mod stats;
