@@ -70,6 +70,11 @@ pub struct Args {
     pub log: LogArgs,
 }
 
+/// Listed in `status.unsupportedFields` when the kernel log cannot be read.
+pub const KERNEL_LOG_FIELD: &str = "xids.kernelLog";
+/// Listed in `status.unsupportedFields` when NVML cannot deliver XID events.
+pub const NVML_EVENTS_FIELD: &str = "xids.nvmlEvents";
+
 /// Backend choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum BackendKind {
@@ -109,7 +114,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let (obs_tx, obs_rx) = mpsc::channel::<Observation>(4096);
     let stop_threads = Arc::new(AtomicBool::new(false));
+    // Either XID source may be unavailable (an unprivileged container on containerd cannot open /dev/kmsg; old
+    // drivers lack NVML events): the probe reports what it can and names what it cannot, rather than crash-looping.
+    let mut unavailable = std::collections::BTreeSet::new();
     let kmsg_thread = if args.no_kmsg {
+        unavailable.insert(KERNEL_LOG_FIELD.to_string());
         None
     } else {
         let settings = KmsgSettings {
@@ -117,10 +126,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             boot_id: boot_id.clone(),
             boot_time: kmsg_source::boot_time(),
         };
-        Some(kmsg_source::spawn(settings, obs_tx.clone(), stop_threads.clone())?)
+        match kmsg_source::spawn(settings, obs_tx.clone(), stop_threads.clone()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "XIDs will come from NVML events only");
+                unavailable.insert(KERNEL_LOG_FIELD.to_string());
+                None
+            }
+        }
     };
-    let xid_events = backend.start_xid_events(1024)?;
-    let pump = tokio::spawn(pump_backend_xids(xid_events.receiver, obs_tx.clone(), boot_id.clone()));
+    let xid_events = match backend.start_xid_events(1024) {
+        Ok(events) => Some(events),
+        Err(e) => {
+            tracing::warn!(error = %e, "no NVML XID events; XIDs will come from the kernel log only");
+            unavailable.insert(NVML_EVENTS_FIELD.to_string());
+            None
+        }
+    };
+    let (xid_rx, xid_thread) = match xid_events {
+        Some(events) => (Some(events.receiver), Some(events.thread)),
+        None => (None, None),
+    };
+    let pump = xid_rx.map(|rx| tokio::spawn(pump_backend_xids(rx, obs_tx.clone(), boot_id.clone())));
     let (inv_tx, inv_rx) = mpsc::channel::<Inventory>(4);
     let sampler =
         tokio::spawn(sample(backend, args.sample_interval, inv_tx, metrics.clone(), wait_for(stop_rx.clone())));
@@ -141,6 +168,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         spool: Spool::new(&args.spool_dir),
         backend: kind,
         boot_id,
+        unavailable_sources: unavailable,
         metrics,
         readiness,
     };
@@ -150,9 +178,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     stop_threads.store(true, Ordering::Relaxed);
     drop(obs_tx);
-    pump.abort();
+    if let Some(p) = pump {
+        p.abort();
+    }
     let _ = sampler.await;
-    let _ = tokio::task::spawn_blocking(move || xid_events.thread.stop()).await;
+    if let Some(thread) = xid_thread {
+        let _ = tokio::task::spawn_blocking(move || thread.stop()).await;
+    }
     if let Some(t) = kmsg_thread {
         // The kmsg thread may sit in a blocking read; it exits with the process.
         drop(t);

@@ -88,6 +88,8 @@ pub struct Publisher {
     pub metrics: ProbeMetrics,
     /// Flipped after the first successful write.
     pub readiness: Readiness,
+    /// XID sources that could not be started (e.g. `xids.kernelLog`), reported as unsupported fields.
+    pub unavailable_sources: BTreeSet<String>,
 }
 
 struct State {
@@ -264,7 +266,7 @@ impl Publisher {
             cuda_driver_version: state.inventory.cuda_driver_version.clone(),
             nvml_version: state.inventory.nvml_version.clone(),
             gpus,
-            unsupported_fields: state.inventory.unsupported_fields.clone(),
+            unsupported_fields: state.inventory.unsupported_fields.union(&self.unavailable_sources).cloned().collect(),
             xids: state.ledger.history(),
             backend: self.backend,
             boot_id: self.boot_id.clone(),

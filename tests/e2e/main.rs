@@ -2,6 +2,9 @@
 //! against the real control plane in `gpuscope_tests::ControlPlane`.
 
 mod api;
+mod install;
+mod mcp;
 mod nvml_backend;
 mod operator;
 mod probe;
+mod system;

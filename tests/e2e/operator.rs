@@ -249,8 +249,10 @@ async fn an_application_xid_13_alone_keeps_the_gpu_healthy() -> TestResult {
     let node = unique_name("xid13");
     report(&client, &node, BOOT_A, &[(13, 5)]).await?;
     let api: Api<GpuNodeStatus> = Api::all(client);
+    // The operator may first see the object before the probe's fields arrive (health Unknown): wait for the
+    // evaluation of the probe's data.
     let status = eventually("an evaluation", Duration::from_secs(20), || async {
-        api.get_opt(&node).await.ok()??.status.filter(|s| s.health.is_some())
+        api.get_opt(&node).await.ok()??.status.filter(|s| s.health.is_some() && s.recent_xid_count == Some(1))
     })
     .await?;
     assert_eq!(condition(&status, "GPUHealthy").map(|c| c.status.as_str()), Some("True"));

@@ -53,6 +53,8 @@ struct ProbeSetup {
     refresh_interval: &'static str,
     /// Backend flags; the simulated healthy H100 node by default.
     backend: Vec<std::ffi::OsString>,
+    /// Kernel log to follow instead of the setup's file.
+    kmsg_override: Option<PathBuf>,
 }
 
 impl ProbeSetup {
@@ -72,6 +74,7 @@ impl ProbeSetup {
                 "--scenario".into(),
                 workspace_root().join("node-probe/scenarios/healthy-8x-h100.yaml").into(),
             ],
+            kmsg_override: None,
         })
     }
 
@@ -91,7 +94,7 @@ impl ProbeSetup {
             .args(["--node-name", &self.node, "--namespace", INSTALL_NAMESPACE])
             .args(&self.backend)
             .arg("--kmsg-path")
-            .arg(self.kmsg())
+            .arg(self.kmsg_override.clone().unwrap_or_else(|| self.kmsg()))
             .arg("--boot-id-file")
             .arg(self.dir.path().join("boot_id"))
             .arg("--spool-dir")
@@ -208,6 +211,29 @@ async fn probe_reads_the_real_nvml_path_through_the_fake_library_and_merges_nvml
     let event = &status.xids.ok_or("no history")?.recent[0];
     assert_eq!(event.gpu_uuid.as_deref(), Some("GPU-5a4c2e1b-8d3f-4e7a-b6c0-9f1d2a8e5c73"));
     assert_eq!(event.message.as_deref(), Some("GPU has fallen off the bus."), "the kernel's text enriches NVML's");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreadable_kernel_log_is_reported_and_the_probe_keeps_going() -> TestResult {
+    let cp = shared_with_rbac()?;
+    let admin = cp.client().await?;
+    let node_name = unique_name("nokmsg");
+    create_node(&admin, &node_name).await?;
+    let mut setup = ProbeSetup::new(&node_name)?;
+    setup.kmsg_override = Some(setup.dir.path().join("no-such-kmsg"));
+    let mut probe = setup.start(cp)?;
+    let api: Api<GpuNodeStatus> = Api::all(admin);
+    let status = eventually("a status without the kernel log", Duration::from_secs(20), || async {
+        status_of(&api, &node_name).await.filter(|s| s.gpu_count.is_some())
+    })
+    .await
+    .map_err(|e| format!("{e}\n{}", probe.log_tail(30)))?;
+    let unsupported = status.unsupported_fields.unwrap_or_default();
+    assert!(unsupported.iter().any(|f| f == "xids.kernelLog"), "{unsupported:?}");
+    assert_eq!(status.gpu_count, Some(8));
+    probe.check_running()?;
+    assert!(probe.log_tail(50).contains("no-such-kmsg"), "the log names the path it tried");
     Ok(())
 }
 

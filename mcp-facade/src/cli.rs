@@ -1,0 +1,283 @@
+//! The command line: flags, their checks, and wiring the cache, server and transport together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use gpuscope_crds::logging::LogArgs;
+use gpuscope_crds::observability::{self, Listener, Readiness};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use prometheus_client::registry::Registry;
+
+use crate::auth::{BearerToken, TOKEN_ENV, TokenError};
+use crate::cache::ClusterCache;
+use crate::clusters::Clusters;
+use crate::metrics::Metrics;
+use crate::offline::Export;
+use crate::server::Facade;
+use crate::transport::{self, DEFAULT_MAX_BODY_BYTES, HttpGuards};
+
+/// Where `--transport http` listens when `--listen` is not given.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+
+/// How MCP clients reach the facade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// JSON-RPC over stdin/stdout: a local MCP client starts this program (logs go to stderr).
+    Stdio,
+    /// Streamable HTTP at /mcp (stateless), next to /healthz, /readyz and /metrics.
+    Http,
+}
+
+/// gpuscope MCP facade: answers AI assistants' questions about GPU nodes (inventory, health, XID errors, pod
+/// allocation) from a watch cache of the cluster's GpuNodeStatus objects, Nodes and GPU pods. Read-only.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    after_help = "Examples:\n  gpuscope-mcp                                   # stdio, current kubeconfig context\n  \
+                  gpuscope-mcp --context prod --context lab      # two clusters; tools take `cluster`\n  \
+                  gpuscope-mcp --from-file fleet.yaml            # offline, from `kubectl get gns -o yaml`\n  \
+                  gpuscope-mcp --transport http --listen 0.0.0.0:8080 --allowed-hosts gpuscope-mcp.gpuscope-system.svc \\\n      \
+                  --bearer-token-file /var/run/secrets/gpuscope/token"
+)]
+pub struct Args {
+    /// How MCP clients reach the facade.
+    #[arg(long, value_enum, default_value_t = Transport::Stdio, env = "GPUSCOPE_MCP_TRANSPORT")]
+    pub transport: Transport,
+    /// Address to serve HTTP on: /mcp (with --transport http) and /healthz, /readyz, /metrics. Defaults to
+    /// 127.0.0.1:8080 with --transport http; with stdio the endpoints are served only when this is given.
+    #[arg(long, value_name = "ADDR", env = "GPUSCOPE_MCP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Host header values /mcp accepts, comma-separated or repeated (e.g. gpuscope-mcp.gpuscope-system.svc,
+    /// with or without a port). Default: loopback only (localhost, 127.0.0.1, ::1), which refuses in-cluster
+    /// clients that use a Service name.
+    #[arg(long, value_name = "HOST", value_delimiter = ',', env = "GPUSCOPE_MCP_ALLOWED_HOSTS")]
+    pub allowed_hosts: Vec<String>,
+    /// Origin values /mcp accepts (scheme://host:port, ":*" for any port), comma-separated or repeated. Requests
+    /// without an Origin header (CLI and server-side clients) always pass; by default every request that carries
+    /// one (a browser page) is refused.
+    #[arg(long, value_name = "ORIGIN", value_delimiter = ',', env = "GPUSCOPE_MCP_ALLOWED_ORIGINS")]
+    pub allowed_origins: Vec<String>,
+    /// Largest HTTP request body in bytes (1 KiB to 64 MiB); larger requests get 413.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES, value_parser = parse_body_limit, env = "GPUSCOPE_MCP_MAX_BODY_BYTES")]
+    pub max_body_bytes: usize,
+    /// File holding the token HTTP clients must send as `Authorization: Bearer <token>` (at least 16 characters).
+    /// Without this flag the token is read from $GPUSCOPE_MCP_BEARER_TOKEN if set. A token is required when
+    /// --transport http listens on a non-loopback address.
+    #[arg(long, value_name = "FILE", env = "GPUSCOPE_MCP_BEARER_TOKEN_FILE")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Kubeconfig context to serve; repeat for several clusters, each with its own cache (tools take `cluster`,
+    /// default the first). Default: the current context, or the in-cluster service account.
+    #[arg(long = "context", value_name = "CONTEXT")]
+    pub contexts: Vec<String>,
+    /// Serve exported objects instead of a live cluster (post-mortems, air-gapped support): YAML or JSON as
+    /// `kubectl get gns -o yaml` writes it, plus optional exports of nodes and pods. Repeatable.
+    #[arg(long = "from-file", value_name = "FILE", conflicts_with = "contexts")]
+    pub from_files: Vec<PathBuf>,
+    /// Name of the single cluster (default: the kubeconfig's current context, "in-cluster", or "offline" with
+    /// --from-file). With --context the names are the contexts.
+    #[arg(long, value_name = "NAME", conflicts_with = "contexts")]
+    pub cluster_name: Option<String>,
+    /// Logging flags.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+fn parse_body_limit(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("not a byte count: {e}"))?;
+    if (1024..=64 * 1024 * 1024).contains(&n) { Ok(n) } else { Err("must be between 1024 and 67108864".to_string()) }
+}
+
+/// A flag combination that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Serving /mcp beyond loopback without authentication.
+    #[error(
+        "--listen {0} is reachable from other hosts, so /mcp needs a bearer token: give --bearer-token-file or set \
+         {TOKEN_ENV} (or listen on 127.0.0.1)"
+    )]
+    NeedsToken(SocketAddr),
+    /// The token could not be read.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// What to serve and how, after checking the flags.
+#[derive(Debug)]
+pub struct Settings {
+    /// stdio or http.
+    pub transport: Transport,
+    /// HTTP address, if any.
+    pub listen: Option<SocketAddr>,
+    /// /mcp guards.
+    pub guards: HttpGuards,
+}
+
+/// Check the flags (`token_env`: the value of $GPUSCOPE_MCP_BEARER_TOKEN).
+pub fn settings(args: &Args, token_env: Option<String>) -> Result<Settings, ConfigError> {
+    let listen = match (args.transport, args.listen) {
+        (_, Some(addr)) => Some(addr),
+        (Transport::Http, None) => DEFAULT_HTTP_LISTEN.parse().ok(),
+        (Transport::Stdio, None) => None,
+    };
+    let token = BearerToken::load(args.bearer_token_file.as_deref(), token_env)?;
+    if let (Transport::Http, Some(addr), None) = (args.transport, listen, &token)
+        && !addr.ip().is_loopback()
+    {
+        return Err(ConfigError::NeedsToken(addr));
+    }
+    Ok(Settings {
+        transport: args.transport,
+        listen,
+        guards: HttpGuards {
+            allowed_hosts: args.allowed_hosts.iter().map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect(),
+            allowed_origins: args
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            max_body_bytes: args.max_body_bytes,
+            token,
+        },
+    })
+}
+
+async fn live_clusters(args: &Args, metrics: &Metrics) -> anyhow::Result<Vec<ClusterCache>> {
+    if args.contexts.is_empty() {
+        let config = kube::Config::infer().await.context("no Kubernetes configuration (kubeconfig or in-cluster)")?;
+        let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
+        let name = args
+            .cluster_name
+            .clone()
+            .or_else(|| Kubeconfig::read().ok().and_then(|k| k.current_context))
+            .unwrap_or_else(|| "in-cluster".to_string());
+        return Ok(vec![ClusterCache::watch(&name, &client, metrics)]);
+    }
+    let mut caches = Vec::new();
+    for context in &args.contexts {
+        let options = KubeConfigOptions { context: Some(context.clone()), ..Default::default() };
+        let config =
+            kube::Config::from_kubeconfig(&options).await.with_context(|| format!("kubeconfig context {context}"))?;
+        let client = kube::Client::try_from(config).with_context(|| format!("client for context {context}"))?;
+        caches.push(ClusterCache::watch(context, &client, metrics));
+    }
+    Ok(caches)
+}
+
+/// Run the facade until the client goes away (stdio) or a signal arrives.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let settings = settings(&args, std::env::var(TOKEN_ENV).ok())?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let caches = if args.from_files.is_empty() {
+        live_clusters(&args, &metrics).await?
+    } else {
+        let export = Export::load(&args.from_files)?;
+        let name = args.cluster_name.clone().unwrap_or_else(|| "offline".to_string());
+        tracing::info!(
+            cluster = %name,
+            gpu_node_statuses = export.statuses.len(),
+            nodes = export.nodes.len(),
+            pods = export.pods.len(),
+            "serving exported objects"
+        );
+        vec![export.into_cache(&name)]
+    };
+    for c in &caches {
+        let (s, n, p) = c.sizes();
+        metrics.cache_size(c.name(), "GpuNodeStatus", s);
+        metrics.cache_size(c.name(), "Node", n);
+        metrics.cache_size(c.name(), "Pod", p);
+    }
+    let clusters = Clusters::new(caches)?;
+    let names: Vec<&str> = clusters.all().iter().map(ClusterCache::name).collect();
+    tracing::info!(clusters = ?names, transport = ?settings.transport, "gpuscope-mcp starting");
+
+    let readiness = Readiness::default();
+    let facade = Facade::new(clusters, metrics);
+    spawn_readiness(facade.clone(), readiness.clone());
+    let endpoints = observability::router(Arc::new(registry), readiness);
+
+    match settings.transport {
+        Transport::Http => {
+            let addr = settings.listen.context("no HTTP address")?;
+            let listener = Listener::bind(addr).await?;
+            let (mcp, stop) = transport::mcp_router(facade, &settings.guards);
+            tracing::info!(addr = %listener.local_addr(), allowed_hosts = ?settings.guards.allowed_hosts,
+                auth = settings.guards.token.is_some(), "serving MCP at /mcp");
+            listener
+                .serve(mcp.merge(endpoints), async move {
+                    observability::shutdown_signal().await;
+                    stop();
+                })
+                .await?;
+        }
+        Transport::Stdio => {
+            if let Some(addr) = settings.listen {
+                let listener = Listener::bind(addr).await?;
+                tokio::spawn(listener.serve(endpoints, observability::shutdown_signal()));
+            }
+            transport::serve_stdio(facade, observability::shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Flip `/readyz` once every cache has synced; it stays ready through later watch failures, because the cache
+/// keeps answering from what it has.
+fn spawn_readiness(facade: Facade, readiness: Readiness) {
+    tokio::spawn(async move {
+        while !facade.clusters().all_ready() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        readiness.set(true);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn args(argv: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("gpuscope-mcp").chain(argv.iter().copied())).expect("parse")
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn http_defaults_to_loopback_without_a_token() {
+        let s = settings(&args(&["--transport", "http"]), None).expect("settings");
+        assert_eq!(s.listen, DEFAULT_HTTP_LISTEN.parse().ok());
+        assert!(s.guards.token.is_none());
+        assert_eq!(s.guards.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn non_loopback_http_requires_a_token() {
+        let a = args(&["--transport", "http", "--listen", "0.0.0.0:8080"]);
+        let e = settings(&a, None).expect_err("no token").to_string();
+        assert!(e.contains("--bearer-token-file") && e.contains(TOKEN_ENV), "{e}");
+        assert!(settings(&a, Some("0123456789abcdef-token".into())).expect("env token").guards.token.is_some());
+        // stdio with metrics on all interfaces serves no /mcp, so no token is needed.
+        assert!(settings(&args(&["--listen", "0.0.0.0:9090"]), None).is_ok());
+    }
+
+    #[test]
+    fn lists_split_on_commas_and_bad_flags_are_refused() {
+        let s = settings(&args(&["--allowed-hosts", "a.svc,b.svc", "--allowed-hosts", "c"]), None).expect("settings");
+        assert_eq!(s.guards.allowed_hosts, ["a.svc", "b.svc", "c"]);
+        assert!(Args::try_parse_from(["gpuscope-mcp", "--max-body-bytes", "10"]).is_err());
+        assert!(Args::try_parse_from(["gpuscope-mcp", "--context", "a", "--from-file", "x.yaml"]).is_err());
+        let a = args(&["--context", "a", "--context", "b"]);
+        assert_eq!(a.contexts, ["a", "b"]);
+    }
+}

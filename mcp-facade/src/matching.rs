@@ -1,0 +1,84 @@
+//! Close matches for a name the caller mistyped: case-insensitive equality, shared prefixes and substrings, then
+//! small edit distances. Only error paths call this, so a linear scan over a large fleet is fine.
+
+/// How many suggestions an error message carries.
+pub const MAX_SUGGESTIONS: usize = 5;
+
+/// Up to `max` candidates that look like `wanted`, best first.
+pub fn close_matches<'a>(wanted: &str, candidates: impl IntoIterator<Item = &'a str>, max: usize) -> Vec<String> {
+    let wanted_lc = wanted.to_lowercase();
+    // Edit distance is quadratic: nothing longer than a Kubernetes name is worth comparing.
+    if wanted_lc.is_empty() || wanted_lc.len() > 253 {
+        return Vec::new();
+    }
+    // Allow about one typo per three characters, at least two.
+    let budget = (wanted_lc.chars().count() / 3).max(2);
+    let mut scored: Vec<(usize, &str)> = candidates
+        .into_iter()
+        .filter_map(|candidate| {
+            let c = candidate.to_lowercase();
+            let score = if c == wanted_lc {
+                0
+            } else if c.starts_with(&wanted_lc) || wanted_lc.starts_with(&c) {
+                1
+            } else if c.contains(&wanted_lc) {
+                2
+            } else {
+                let d = edit_distance(&wanted_lc, &c);
+                // A long shared start ("stage" / "staging") is a match even when the tails differ a lot.
+                let shared = wanted_lc.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
+                if d > budget && shared < (wanted_lc.chars().count() * 2 / 3).max(4) {
+                    return None;
+                }
+                2 + d
+            };
+            Some((score, candidate))
+        })
+        .collect();
+    scored.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.len().cmp(&b.1.len())).then_with(|| a.1.cmp(b.1)));
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored.into_iter().take(max).map(|(_, c)| c.to_string()).collect()
+}
+
+/// Levenshtein distance over characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_and_substitutions() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("gpu-node-1", "gpu-node-1"), 0);
+    }
+
+    #[test]
+    fn typos_prefixes_and_case_find_the_node() {
+        let nodes = ["gpu-node-1", "gpu-node-2", "gpu-node-17", "cpu-node-1", "dgx-a100-03"];
+        assert_eq!(close_matches("gpu-nod-1", nodes, 3), vec!["gpu-node-1", "cpu-node-1", "gpu-node-2"]);
+        assert_eq!(close_matches("DGX", nodes, 3), vec!["dgx-a100-03"]);
+        assert_eq!(close_matches("gpu-node-1", nodes, 2), vec!["gpu-node-1", "gpu-node-17"]);
+        assert_eq!(close_matches("stage", ["staging", "prod"], 5), vec!["staging"]);
+    }
+
+    #[test]
+    fn unrelated_names_suggest_nothing() {
+        assert!(close_matches("storage-7", ["gpu-node-1", "gpu-node-2"], 5).is_empty());
+        assert!(close_matches("", ["gpu-node-1"], 5).is_empty());
+    }
+}

@@ -1,0 +1,447 @@
+//! Pieces several answers share: health counts, cut lists, GPU references, conditions, model and driver totals.
+
+use std::collections::BTreeMap;
+
+use gpuscope_crds::gpu_node_status::GpuNodeStatusStatus;
+use gpuscope_crds::{GpuNodeStatus, Health};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::args::GpuSelector;
+use crate::error::ToolError;
+use crate::gpu_resources::{node_allocatable, node_capacity};
+use crate::snapshot::{NodeRef, Snapshot};
+use crate::time::rfc3339;
+
+/// How many nodes or GPUs have each health verdict.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct HealthCounts {
+    /// Total counted.
+    pub total: usize,
+    /// Healthy.
+    pub healthy: usize,
+    /// Degraded: usable, needs attention.
+    pub degraded: usize,
+    /// Unhealthy: do not schedule work on it.
+    pub unhealthy: usize,
+    /// Unknown: no current data (probe stale or missing, or not evaluated yet).
+    pub unknown: usize,
+}
+
+impl HealthCounts {
+    /// Count one verdict.
+    pub fn add(&mut self, h: Health) {
+        self.total += 1;
+        match h {
+            Health::Healthy => self.healthy += 1,
+            Health::Degraded => self.degraded += 1,
+            Health::Unhealthy => self.unhealthy += 1,
+            Health::Unknown => self.unknown += 1,
+        }
+    }
+}
+
+/// Where a list was cut to keep the answer small.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Truncated {
+    /// Entries shown.
+    pub shown: usize,
+    /// Entries there are.
+    pub total: usize,
+    /// How to see the rest: the filter or limit that narrows down.
+    pub hint: String,
+}
+
+/// Keep the first `limit` items; say how many were left out and how to see them.
+pub fn take<T>(mut items: Vec<T>, limit: usize, hint: impl FnOnce() -> String) -> (Vec<T>, Option<Truncated>) {
+    let total = items.len();
+    if total <= limit {
+        return (items, None);
+    }
+    items.truncate(limit);
+    (items, Some(Truncated { shown: limit, total, hint: hint() }))
+}
+
+/// One GPU, as precisely as the data names it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+pub struct GpuRef {
+    /// NVML index on its node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// GPU UUID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// PCI bus id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pci_bus_id: Option<String>,
+}
+
+impl GpuRef {
+    /// "GPU 3" or the UUID when the index is not known.
+    pub fn label(&self) -> String {
+        match (&self.index, &self.uuid, &self.pci_bus_id) {
+            (Some(i), _, _) => format!("GPU {i}"),
+            (None, Some(u), _) => u.clone(),
+            (None, None, Some(p)) => format!("GPU at {p}"),
+            (None, None, None) => "unidentified GPU".to_string(),
+        }
+    }
+}
+
+/// Every GPU a node's status names: the probe's inventory plus GPUs only the operator's verdicts remember
+/// (vanished ones), by index.
+pub fn gpus_of(status: &GpuNodeStatusStatus) -> Vec<GpuRef> {
+    let mut gpus: Vec<GpuRef> = status
+        .gpus
+        .iter()
+        .flatten()
+        .map(|g| GpuRef { index: Some(g.index), uuid: Some(g.uuid.clone()), pci_bus_id: g.pci_bus_id.clone() })
+        .collect();
+    for v in status.verdicts.iter().flatten() {
+        if !gpus.iter().any(|g| g.uuid.as_deref() == Some(v.uuid.as_str())) {
+            gpus.push(GpuRef { index: v.index, uuid: Some(v.uuid.clone()), pci_bus_id: None });
+        }
+    }
+    gpus.sort();
+    gpus
+}
+
+/// Every GPU of a node with the operator's verdict; a GPU the operator has not judged yet counts as Unknown.
+pub fn gpu_healths(status: &GpuNodeStatusStatus) -> Vec<(GpuRef, Health)> {
+    let verdicts = status.verdicts.as_deref().unwrap_or(&[]);
+    gpus_of(status)
+        .into_iter()
+        .map(|g| {
+            let h = verdicts.iter().find(|v| g.uuid.as_deref() == Some(v.uuid.as_str())).map(|v| v.health);
+            (g, h.unwrap_or(Health::Unknown))
+        })
+        .collect()
+}
+
+/// Count a node's GPUs by verdict like [`gpu_healths`], without allocating (fleet-wide answers do this per node).
+pub fn count_gpu_healths(status: &GpuNodeStatusStatus, counts: &mut HealthCounts) {
+    let verdicts = status.verdicts.as_deref().unwrap_or(&[]);
+    let inventory = status.gpus.as_deref().unwrap_or(&[]);
+    for g in inventory {
+        counts.add(verdicts.iter().find(|v| v.uuid == g.uuid).map(|v| v.health).unwrap_or(Health::Unknown));
+    }
+    for v in verdicts.iter().filter(|v| !inventory.iter().any(|g| g.uuid == v.uuid)) {
+        counts.add(v.health);
+    }
+}
+
+/// Resolve a GPU reference from an XID record (PCI bus id, maybe UUID) against the node's inventory.
+pub fn gpu_at(status: &GpuNodeStatusStatus, pci_bus_id: &str, uuid: Option<&str>) -> GpuRef {
+    let found = status.gpus.iter().flatten().find(|g| {
+        g.pci_bus_id.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(pci_bus_id)) || Some(g.uuid.as_str()) == uuid
+    });
+    GpuRef {
+        index: found.map(|g| g.index),
+        uuid: found.map(|g| g.uuid.clone()).or_else(|| uuid.map(str::to_string)),
+        pci_bus_id: Some(pci_bus_id.to_string()),
+    }
+}
+
+/// The nodes and GPUs a `node_name` / `gpu` pair selects: the node's matching GPUs, or with a UUID and no node,
+/// the fleet's. An index needs a node. Errors name what exists.
+pub fn select_gpus(
+    snap: &Snapshot,
+    node: Option<&NodeRef>,
+    selector: &GpuSelector,
+) -> Result<Vec<(String, GpuRef)>, ToolError> {
+    match node {
+        Some(n) => {
+            let gpus = n.status.as_ref().and_then(|o| o.status.as_ref()).map(gpus_of).unwrap_or_default();
+            let chosen: Vec<(String, GpuRef)> = gpus
+                .iter()
+                .filter(|g| selector.matches(g.index, g.uuid.as_deref()))
+                .map(|g| (n.name.clone(), g.clone()))
+                .collect();
+            if chosen.is_empty() {
+                return Err(ToolError::UnknownGpu {
+                    gpu: selector.label(),
+                    where_: format!("on node {}", n.name),
+                    available: gpus
+                        .iter()
+                        .take(16)
+                        .map(|g| format!("{} ({})", g.label(), g.uuid.as_deref().unwrap_or("no UUID")))
+                        .collect(),
+                });
+            }
+            Ok(chosen)
+        }
+        None => {
+            if let GpuSelector::Index(i) = selector {
+                return Err(ToolError::invalid(
+                    "gpu",
+                    format!("index {i} names a GPU only on one node: pass node_name too, or give the GPU's UUID"),
+                ));
+            }
+            let chosen: Vec<(String, GpuRef)> = snap
+                .statuses()
+                .iter()
+                .flat_map(|o| {
+                    let name = o.name_any();
+                    o.status
+                        .as_ref()
+                        .map(gpus_of)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|g| selector.matches(g.index, g.uuid.as_deref()))
+                        .map(move |g| (name.clone(), g))
+                })
+                .collect();
+            if chosen.is_empty() {
+                return Err(ToolError::UnknownGpu {
+                    gpu: selector.label(),
+                    where_: format!("in cluster {}", snap.cluster()),
+                    available: Vec::new(),
+                });
+            }
+            Ok(chosen)
+        }
+    }
+}
+
+/// A condition, trimmed to what a reader needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ConditionView {
+    /// Condition type, e.g. GPUHealthy, ProbeReporting, Ready.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// CamelCase reason.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// Human-readable detail.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+}
+
+impl From<&Condition> for ConditionView {
+    fn from(c: &Condition) -> ConditionView {
+        ConditionView {
+            type_: c.type_.clone(),
+            status: c.status.clone(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+            since: Some(rfc3339(&c.last_transition_time)),
+        }
+    }
+}
+
+/// A node's health as the operator published it; Unknown when it has not.
+pub fn node_health(o: &GpuNodeStatus) -> Health {
+    o.status.as_ref().and_then(|s| s.health).unwrap_or(Health::Unknown)
+}
+
+/// GPUs of one product.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ModelCount {
+    /// Product name, e.g. "NVIDIA H100 80GB HBM3".
+    pub model: String,
+    /// GPUs of this model.
+    pub gpus: u64,
+    /// Nodes that have at least one.
+    pub nodes: usize,
+}
+
+/// GPUs per product over a set of nodes, most common first.
+pub fn by_model<'a>(statuses: impl IntoIterator<Item = &'a GpuNodeStatus>) -> Vec<ModelCount> {
+    // Keys borrow from the objects and each node counts once per model: no allocation per GPU.
+    let mut models: BTreeMap<&'a str, (u64, usize)> = BTreeMap::new();
+    for o in statuses {
+        let Some(s) = o.status.as_ref() else { continue };
+        let mut on_node: Vec<(&'a str, u64)> = Vec::new();
+        match s.gpus.as_deref() {
+            Some(gpus) if !gpus.is_empty() => {
+                for g in gpus {
+                    let model = g.product_name.as_deref().unwrap_or("unknown");
+                    match on_node.iter_mut().find(|(m, _)| *m == model) {
+                        Some((_, n)) => *n += 1,
+                        None => on_node.push((model, 1)),
+                    }
+                }
+            }
+            _ => {
+                if let (Some(model), Some(count)) = (s.gpu_model.as_deref(), s.gpu_count.filter(|c| *c > 0)) {
+                    on_node.push((model, u64::from(count)));
+                }
+            }
+        }
+        for (model, n) in on_node {
+            let entry = models.entry(model).or_default();
+            entry.0 += n;
+            entry.1 += 1;
+        }
+    }
+    let mut out: Vec<ModelCount> =
+        models.into_iter().map(|(model, (gpus, nodes))| ModelCount { model: model.to_string(), gpus, nodes }).collect();
+    out.sort_by(|a, b| b.gpus.cmp(&a.gpus).then_with(|| a.model.cmp(&b.model)));
+    out
+}
+
+/// Nodes per driver version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct DriverCount {
+    /// NVIDIA driver version, or "unknown".
+    pub driver_version: String,
+    /// Highest CUDA version that driver supports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cuda_driver_version: Option<String>,
+    /// Nodes running it.
+    pub nodes: usize,
+}
+
+/// Nodes per driver version, most common first.
+pub fn by_driver<'a>(statuses: impl IntoIterator<Item = &'a GpuNodeStatus>) -> Vec<DriverCount> {
+    let mut drivers: BTreeMap<(String, Option<String>), usize> = BTreeMap::new();
+    for s in statuses.into_iter().filter_map(|o| o.status.as_ref()) {
+        let Some(d) = s.driver_version.clone() else { continue };
+        *drivers.entry((d, s.cuda_driver_version.clone())).or_default() += 1;
+    }
+    let mut out: Vec<DriverCount> = drivers
+        .into_iter()
+        .map(|((driver_version, cuda_driver_version), nodes)| DriverCount {
+            driver_version,
+            cuda_driver_version,
+            nodes,
+        })
+        .collect();
+    out.sort_by(|a, b| b.nodes.cmp(&a.nodes).then_with(|| a.driver_version.cmp(&b.driver_version)));
+    out
+}
+
+/// A Node's Kubernetes facts that matter for GPUs (asked for with `include_k8s_metadata`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct NodeMetadata {
+    /// GPU-related labels (nvidia.com/*, instance type, topology, role).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// GPU resources the node has, e.g. {"nvidia.com/gpu": 8}.
+    pub gpu_capacity: BTreeMap<String, u64>,
+    /// GPU resources it offers to pods.
+    pub gpu_allocatable: BTreeMap<String, u64>,
+    /// Cordoned.
+    pub unschedulable: bool,
+    /// Taints as key=value:effect.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<String>,
+    /// When the Node object was created (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// Kubelet version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubelet_version: Option<String>,
+    /// Kernel version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_version: Option<String>,
+}
+
+/// Taints as `key=value:effect`.
+pub fn taints(node: &Node) -> Vec<String> {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|t| match &t.value {
+            Some(v) if !v.is_empty() => format!("{}={}:{}", t.key, v, t.effect),
+            _ => format!("{}:{}", t.key, t.effect),
+        })
+        .collect()
+}
+
+/// Whether the Node is cordoned.
+pub fn unschedulable(node: &Node) -> bool {
+    node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
+}
+
+/// The Kubernetes facts of a Node.
+pub fn node_metadata(node: &Node) -> NodeMetadata {
+    let info = node.status.as_ref().and_then(|s| s.node_info.as_ref());
+    NodeMetadata {
+        labels: node.metadata.labels.clone().unwrap_or_default(),
+        gpu_capacity: node_capacity(node),
+        gpu_allocatable: node_allocatable(node),
+        unschedulable: unschedulable(node),
+        taints: taints(node),
+        created: node.metadata.creation_timestamp.as_ref().map(rfc3339),
+        kubelet_version: info.map(|i| i.kubelet_version.clone()).filter(|v| !v.is_empty()),
+        kernel_version: info.map(|i| i.kernel_version.clone()).filter(|v| !v.is_empty()),
+    }
+}
+
+/// "1 node" / "3 nodes".
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::fixtures::snapshot;
+    use crate::status_fixtures::{healthy, uuid};
+
+    #[test]
+    fn take_cuts_and_says_how_to_narrow() {
+        let (kept, cut) = take(vec![1, 2, 3, 4], 2, || "pass node_name".into());
+        assert_eq!(kept, [1, 2]);
+        assert_eq!(cut, Some(Truncated { shown: 2, total: 4, hint: "pass node_name".into() }));
+        assert_eq!(take(vec![1], 2, || unreachable!()).1, None);
+    }
+
+    #[test]
+    fn gpu_selection_by_index_needs_a_node_and_uuid_searches_the_fleet() {
+        let snap = snapshot(vec![healthy("n1", 2), healthy("n2", 2)], vec![], vec![]);
+        let n1 = snap.require_node("n1").expect("n1");
+        let chosen = select_gpus(&snap, Some(&n1), &GpuSelector::Index(1)).expect("index 1");
+        assert_eq!(
+            chosen,
+            vec![(
+                "n1".to_string(),
+                GpuRef { index: Some(1), uuid: Some(uuid("n1", 1)), pci_bus_id: Some("0000:11:00.0".into()) }
+            )]
+        );
+        let e = select_gpus(&snap, Some(&n1), &GpuSelector::Index(7)).expect_err("no GPU 7").to_string();
+        assert!(e.contains("GPU 0 (GPU-n1-0)") && e.contains("GPU 1 (GPU-n1-1)"), "{e}");
+        assert!(
+            select_gpus(&snap, None, &GpuSelector::Index(0)).expect_err("needs node").to_string().contains("node_name")
+        );
+        let by_uuid = select_gpus(&snap, None, &GpuSelector::Uuid("gpu-n2-1".into())).expect("uuid");
+        assert_eq!(by_uuid[0].0, "n2");
+    }
+
+    #[test]
+    fn gpus_without_a_verdict_count_as_unknown() {
+        let mut o = healthy("n1", 3);
+        if let Some(v) = o.status.as_mut().and_then(|s| s.verdicts.as_mut()) {
+            v.truncate(2);
+        }
+        let healths: Vec<Health> =
+            o.status.as_ref().map(gpu_healths).unwrap_or_default().into_iter().map(|(_, h)| h).collect();
+        assert_eq!(healths, [Health::Healthy, Health::Healthy, Health::Unknown]);
+    }
+
+    #[test]
+    fn models_and_drivers_are_counted_most_common_first() {
+        let mut a100 = healthy("n3", 4);
+        if let Some(s) = a100.status.as_mut() {
+            s.gpus.iter_mut().flatten().for_each(|g| g.product_name = Some("NVIDIA A100".into()));
+            s.driver_version = Some("550.54".into());
+        }
+        let all = [healthy("n1", 8), healthy("n2", 8), a100];
+        let models = by_model(all.iter());
+        assert_eq!(models[0], ModelCount { model: "NVIDIA H100 80GB HBM3".into(), gpus: 16, nodes: 2 });
+        assert_eq!(models[1], ModelCount { model: "NVIDIA A100".into(), gpus: 4, nodes: 1 });
+        let drivers = by_driver(all.iter());
+        assert_eq!((drivers[0].driver_version.as_str(), drivers[0].nodes), ("570.86.15", 2));
+    }
+}

@@ -1,0 +1,375 @@
+//! `get_fleet_summary`: the fleet on one screen: nodes and GPUs by health and model, probe freshness, GPU
+//! allocation, XID hot spots, and the top offenders with what to do about them.
+
+use gpuscope_crds::Health;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::answer::Answer;
+use crate::args;
+use crate::error::ToolError;
+use crate::freshness::{self, ProbeState};
+use crate::gpu_resources::{is_active, node_allocatable, pod_gpu_requests, whole_gpus};
+use crate::snapshot::Snapshot;
+use crate::tools::common::{
+    DriverCount, HealthCounts, ModelCount, Truncated, by_driver, by_model, count_gpu_healths, node_health, plural, take,
+};
+use crate::tools::health::{ProbeCounts, node_problems};
+use crate::xid_view::meaning;
+
+/// Default and largest number of offenders and stale probes listed.
+const DEFAULT_TOP: u32 = 10;
+const MAX_TOP: u32 = 50;
+
+/// Arguments of `get_fleet_summary`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetArgs {
+    /// How many top offenders and stale probes to list (1-50, default 10).
+    #[schemars(range(min = 1, max = MAX_TOP))]
+    pub limit: Option<u32>,
+    /// Cluster (kubeconfig context) to ask; omit for the default (first) cluster.
+    pub cluster: Option<String>,
+}
+
+/// The fleet overview.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct FleetSummary {
+    /// The fleet's state in one line.
+    pub verdict: String,
+    /// The most urgent thing to do.
+    pub action: String,
+    /// Cluster answered for.
+    pub cluster: String,
+    /// GPU nodes by health.
+    pub nodes: HealthCounts,
+    /// GPUs by health (the operator's per-GPU verdicts).
+    pub gpus: HealthCounts,
+    /// Probes by freshness.
+    pub probes: ProbeCounts,
+    /// GPUs per model (at most 10).
+    pub by_model: Vec<ModelCount>,
+    /// Nodes per driver version (at most 5).
+    pub by_driver: Vec<DriverCount>,
+    /// GPU allocation to pods.
+    pub allocation: FleetAllocation,
+    /// XIDs within the health policy's window, as the operator counts them.
+    pub xids: FleetXids,
+    /// Worst nodes first: Unhealthy, then Degraded; with reasons and action.
+    pub top_offenders: Vec<Offender>,
+    /// Nodes whose probe stopped reporting (or never did), longest first.
+    pub stale_probes: Vec<StaleProbe>,
+    /// Present when a list was cut to `limit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncated>,
+}
+
+/// GPUs offered and held.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct FleetAllocation {
+    /// Whole GPUs the Nodes offer to pods.
+    pub gpus_allocatable: u64,
+    /// Whole GPUs held by active pods bound to nodes.
+    pub gpus_held: u64,
+    /// Active GPU pods.
+    pub pods: usize,
+    /// GPU pods waiting for a node.
+    pub pending_pods: usize,
+}
+
+/// XIDs across the fleet.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+pub struct FleetXids {
+    /// Nodes with XIDs within the policy window.
+    pub nodes_with_recent_xids: usize,
+    /// XIDs within the policy window, all nodes.
+    pub recent_xids: u64,
+    /// The newest code per node, counted over nodes (at most 5), most nodes first.
+    pub latest_codes: Vec<CodeNodes>,
+}
+
+/// A code and how many nodes most recently logged it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct CodeNodes {
+    /// XID code.
+    pub code: u32,
+    /// NVIDIA's mnemonic.
+    pub mnemonic: String,
+    /// info, warning or critical.
+    pub severity: String,
+    /// Nodes whose newest XID is this code.
+    pub nodes: usize,
+}
+
+/// A node that needs attention.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct Offender {
+    /// Node name.
+    pub node: String,
+    /// Its verdict.
+    pub health: Health,
+    /// Unhealthy GPUs.
+    pub unhealthy_gpus: usize,
+    /// Degraded GPUs.
+    pub degraded_gpus: usize,
+    /// Reasons, most severe GPU first.
+    pub reasons: Vec<String>,
+    /// XIDs within the policy window.
+    pub recent_xids: u64,
+    /// What to do.
+    pub action: String,
+}
+
+/// A node whose probe is not reporting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct StaleProbe {
+    /// Node name.
+    pub node: String,
+    /// stale or missing.
+    pub state: ProbeState,
+    /// Since when (RFC 3339), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// For how long, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_for: Option<String>,
+}
+
+impl Answer for FleetSummary {
+    fn verdict(&self) -> &str {
+        &self.verdict
+    }
+    fn action(&self) -> &str {
+        &self.action
+    }
+    fn highlights(&self) -> Vec<String> {
+        self.top_offenders
+            .iter()
+            .take(5)
+            .map(|o| format!("{}: {} ({})", o.node, o.health, o.reasons.join(", ")))
+            .collect()
+    }
+}
+
+/// Answer `get_fleet_summary`.
+pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolError> {
+    let limit = args::limit(args.limit, DEFAULT_TOP, MAX_TOP)?;
+    let gpu_nodes = snap.gpu_nodes();
+    let (mut nodes, mut gpus, mut probes) = (HealthCounts::default(), HealthCounts::default(), ProbeCounts::default());
+    let mut offenders = Vec::new();
+    let mut stale = Vec::new();
+    let mut xids = FleetXids::default();
+    let mut latest: std::collections::BTreeMap<u32, usize> = Default::default();
+    for n in &gpu_nodes {
+        let (name, o) = (&n.name, n.status.as_deref());
+        let probe = freshness::state(o);
+        probes.add(probe);
+        let health = o.map(node_health).unwrap_or(Health::Unknown);
+        nodes.add(health);
+        let s = o.and_then(|o| o.status.as_ref());
+        let mut node_gpus = HealthCounts::default();
+        if let Some(s) = s {
+            count_gpu_healths(s, &mut node_gpus);
+        }
+        gpus.total += node_gpus.total;
+        gpus.healthy += node_gpus.healthy;
+        gpus.degraded += node_gpus.degraded;
+        gpus.unhealthy += node_gpus.unhealthy;
+        gpus.unknown += node_gpus.unknown;
+        let recent = s.and_then(|s| s.recent_xid_count).unwrap_or(0);
+        if recent > 0 {
+            xids.nodes_with_recent_xids += 1;
+            xids.recent_xids += recent;
+            if let Some(code) = s.and_then(|s| s.xids.as_ref()).and_then(|x| x.last_code) {
+                *latest.entry(code).or_default() += 1;
+            }
+        }
+        if matches!(probe, ProbeState::Stale | ProbeState::Missing) {
+            let f = freshness::of(o, snap.now());
+            stale.push(StaleProbe { node: name.clone(), state: f.state, since: f.since, held_for: f.held_for });
+        }
+        if matches!(health, Health::Unhealthy | Health::Degraded) {
+            let problems = node_problems(o, name, probe, None);
+            let mut reasons: Vec<String> = Vec::new();
+            for r in problems.iter().flat_map(|p| p.reasons.iter()) {
+                if !reasons.contains(r) {
+                    reasons.push(r.clone());
+                }
+            }
+            offenders.push(Offender {
+                node: name.clone(),
+                health,
+                unhealthy_gpus: node_gpus.unhealthy,
+                degraded_gpus: node_gpus.degraded,
+                reasons,
+                recent_xids: recent,
+                action: problems
+                    .first()
+                    .map(|p| p.action.clone())
+                    .unwrap_or_else(|| format!("Inspect {name} with describe_gpu_node.")),
+            });
+        }
+    }
+    offenders.sort_by(|a, b| {
+        (b.health == Health::Unhealthy)
+            .cmp(&(a.health == Health::Unhealthy))
+            .then_with(|| {
+                (b.unhealthy_gpus, b.degraded_gpus, b.recent_xids).cmp(&(
+                    a.unhealthy_gpus,
+                    a.degraded_gpus,
+                    a.recent_xids,
+                ))
+            })
+            .then_with(|| a.node.cmp(&b.node))
+    });
+    // Oldest silence first: the transition time sorts as text (RFC 3339).
+    stale.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.node.cmp(&b.node)));
+    let mut latest: Vec<CodeNodes> = latest
+        .into_iter()
+        .map(|(code, n)| {
+            let m = meaning(code);
+            CodeNodes { code, mnemonic: m.mnemonic, severity: m.severity, nodes: n }
+        })
+        .collect();
+    latest.sort_by(|a, b| b.nodes.cmp(&a.nodes).then_with(|| a.code.cmp(&b.code)));
+    latest.truncate(5);
+    xids.latest_codes = latest;
+
+    let mut allocation = FleetAllocation {
+        gpus_allocatable: gpu_nodes
+            .iter()
+            .filter_map(|n| n.node.as_deref())
+            .map(|n| whole_gpus(&node_allocatable(n)))
+            .sum(),
+        ..Default::default()
+    };
+    for p in snap.gpu_pods().iter().filter(|p| is_active(p)) {
+        allocation.pods += 1;
+        match p.spec.as_ref().and_then(|s| s.node_name.as_ref()) {
+            Some(_) => allocation.gpus_held += whole_gpus(&pod_gpu_requests(p)),
+            None => allocation.pending_pods += 1,
+        }
+    }
+
+    let hint = || format!("call get_gpu_health for every problem, or raise limit (max {MAX_TOP})");
+    let (top_offenders, t1) = take(offenders, limit, hint);
+    let (stale_probes, t2) = take(stale, limit, hint);
+    let truncated = [t1, t2].into_iter().flatten().max_by_key(|t| t.total);
+    let mut by_model = by_model(gpu_nodes.iter().filter_map(|n| n.status.as_deref()));
+    by_model.truncate(10);
+    let mut by_driver = by_driver(gpu_nodes.iter().filter_map(|n| n.status.as_deref()));
+    by_driver.truncate(5);
+
+    let verdict = if nodes.total == 0 {
+        format!(
+            "Cluster {} has no GPU nodes (no GpuNodeStatus, no Node with nvidia.com GPU resources).",
+            snap.cluster()
+        )
+    } else {
+        let mut v = format!(
+            "{} with {}: {} healthy, {} degraded, {} unhealthy, {} unknown nodes",
+            plural(nodes.total, "GPU node"),
+            plural(gpus.total, "GPU"),
+            nodes.healthy,
+            nodes.degraded,
+            nodes.unhealthy,
+            nodes.unknown
+        );
+        if probes.stale + probes.missing > 0 {
+            v.push_str(&format!("; {} not reporting", plural(probes.stale + probes.missing, "probe")));
+        }
+        if allocation.gpus_allocatable > 0 {
+            v.push_str(&format!(
+                "; {} of {} allocatable GPUs in use",
+                allocation.gpus_held, allocation.gpus_allocatable
+            ));
+        }
+        v.push('.');
+        v
+    };
+    let action = match (top_offenders.first(), stale_probes.first()) {
+        (Some(o), _) if o.health == Health::Unhealthy => format!("{}: {}", o.node, o.action),
+        (_, Some(s)) => crate::actions::for_reason(
+            if s.state == ProbeState::Missing {
+                gpuscope_crds::health::reason::PROBE_MISSING
+            } else {
+                gpuscope_crds::health::reason::PROBE_STALE
+            },
+            &s.node,
+        ),
+        (Some(o), None) => format!("{}: {}", o.node, o.action),
+        (None, None) if nodes.total == 0 => {
+            "Check that the gpuscope-probe DaemonSet runs on the GPU nodes.".to_string()
+        }
+        (None, None) => "None needed.".to_string(),
+    };
+    Ok(FleetSummary {
+        verdict,
+        action,
+        cluster: snap.cluster().to_string(),
+        nodes,
+        gpus,
+        probes,
+        by_model,
+        by_driver,
+        allocation,
+        xids,
+        top_offenders,
+        stale_probes,
+        truncated,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use gpuscope_crds::health::reason;
+
+    use super::*;
+    use crate::gpu_resources::fixtures::{node, pod};
+    use crate::snapshot::fixtures::snapshot;
+    use crate::status_fixtures::{healthy, stale, with_verdict, with_xid};
+
+    #[test]
+    fn thousand_node_fleet_fits_one_screen() {
+        let mut statuses: Vec<_> = (0..1_000).map(|i| healthy(&format!("node-{i:04}"), 8)).collect();
+        for i in 0..30 {
+            let o = with_verdict(statuses[i * 7].clone(), 1, Health::Unhealthy, &[reason::XID_FALLEN_OFF_BUS], "");
+            statuses[i * 7] = with_xid(o, 1, 79, 1, "2026-11-25T11:00:00Z", "2026-11-25T11:00:00Z");
+        }
+        for i in 0..20 {
+            statuses[500 + i * 11] = stale(statuses[500 + i * 11].clone(), "2026-11-25T10:00:00Z");
+        }
+        let nodes: Vec<_> = (0..1_000).map(|i| node(&format!("node-{i:04}"), 8)).collect();
+        let pods = vec![pod("ml", "p", Some("node-0000"), "nvidia.com/gpu", 8, "Running")];
+        let f = answer(&snapshot(statuses, nodes, pods), &FleetArgs::default()).expect("answer");
+        assert_eq!(f.nodes.total, 1_000);
+        assert_eq!(f.nodes.unhealthy, 30);
+        assert_eq!(f.probes.stale, 20);
+        assert_eq!(f.gpus.total, 8_000);
+        assert_eq!(f.top_offenders.len(), 10);
+        assert_eq!(f.top_offenders[0].reasons, ["XidFallenOffBus"]);
+        assert_eq!(f.stale_probes.len(), 10);
+        assert_eq!(f.xids.latest_codes[0].code, 79);
+        assert_eq!(f.xids.latest_codes[0].nodes, 30);
+        assert_eq!(f.allocation, FleetAllocation { gpus_allocatable: 8_000, gpus_held: 8, pods: 1, pending_pods: 0 });
+        assert!(
+            f.verdict
+                .starts_with("1000 GPU nodes with 8000 GPUs: 950 healthy, 0 degraded, 30 unhealthy, 20 unknown nodes"),
+            "{}",
+            f.verdict
+        );
+        assert!(f.action.starts_with("node-0000: Drain node-0000"), "{}", f.action);
+        let bytes = serde_json::to_vec(&f).expect("json").len();
+        assert!(bytes < 16 * 1024, "fleet summary is {bytes} bytes");
+    }
+
+    #[test]
+    fn empty_cluster_says_where_gpus_would_come_from() {
+        let f = answer(&snapshot(vec![], vec![], vec![]), &FleetArgs::default()).expect("answer");
+        assert!(f.verdict.contains("no GPU nodes"), "{}", f.verdict);
+        assert!(f.action.contains("DaemonSet"));
+        assert!(
+            answer(&snapshot(vec![], vec![], vec![]), &FleetArgs { limit: Some(51), ..Default::default() }).is_err()
+        );
+    }
+}

@@ -1,0 +1,377 @@
+//! `get_gpu_health`: the operator's verdicts and conditions, worst first, each with its reasons and the action.
+
+use gpuscope_crds::health::reason;
+use gpuscope_crds::{GpuNodeStatus, Health};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::actions;
+use crate::answer::Answer;
+use crate::args::{self, DEFAULT_LIMIT, GpuArg, GpuSelector, MAX_LIMIT};
+use crate::error::ToolError;
+use crate::freshness::{self, Freshness, ProbeState};
+use crate::snapshot::{NodeRef, Snapshot};
+use crate::tools::common::{
+    ConditionView, GpuRef, HealthCounts, Truncated, gpu_healths, node_health, plural, select_gpus, take,
+};
+
+/// Arguments of `get_gpu_health`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthArgs {
+    /// Node to check (its conditions are included). Omit for the whole fleet, worst first.
+    pub node_name: Option<String>,
+    /// One GPU: its NVML index (with node_name) or its UUID or the leading part of it.
+    pub gpu: Option<GpuArg>,
+    /// Most problems to list (1-200, default 20); counts always cover everything.
+    #[schemars(range(min = 1, max = MAX_LIMIT))]
+    pub limit: Option<u32>,
+    /// Cluster (kubeconfig context) to ask; omit for the default (first) cluster.
+    pub cluster: Option<String>,
+}
+
+/// The health answer.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct HealthReport {
+    /// How healthy the scope is, in one line.
+    pub verdict: String,
+    /// The most urgent thing to do.
+    pub action: String,
+    /// Cluster answered for.
+    pub cluster: String,
+    /// Nodes by verdict (scope: the fleet or the node asked for).
+    pub nodes: HealthCounts,
+    /// GPUs by verdict.
+    pub gpus: HealthCounts,
+    /// Probes by freshness.
+    pub probes: ProbeCounts,
+    /// What is not healthy, worst first: Unhealthy, Degraded, then Unknown; each with reasons and action.
+    pub problems: Vec<Problem>,
+    /// The node's conditions (when node_name was given).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionView>,
+    /// The node's probe freshness (when node_name was given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Freshness>,
+    /// Present when `problems` was cut to `limit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncated>,
+}
+
+/// Probes by freshness (from the operator's ProbeReporting condition).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ProbeCounts {
+    /// Reporting: data is current.
+    pub reporting: usize,
+    /// Stopped reporting: data is old.
+    pub stale: usize,
+    /// Never reported (no Lease, or a GPU Node with no GpuNodeStatus).
+    pub missing: usize,
+    /// Not evaluated by the operator yet.
+    pub unknown: usize,
+}
+
+impl ProbeCounts {
+    /// Count one probe.
+    pub fn add(&mut self, s: ProbeState) {
+        match s {
+            ProbeState::Reporting => self.reporting += 1,
+            ProbeState::Stale => self.stale += 1,
+            ProbeState::Missing => self.missing += 1,
+            ProbeState::Unknown => self.unknown += 1,
+        }
+    }
+}
+
+/// One thing that is not healthy: a GPU's verdict, or a node-level problem (stale probe, no data).
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct Problem {
+    /// Node name.
+    pub node: String,
+    /// The verdict.
+    pub health: Health,
+    /// The GPU, when the problem is one GPU's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuRef>,
+    /// Machine-readable reasons, e.g. XidFallenOffBus.
+    pub reasons: Vec<String>,
+    /// What to do.
+    pub action: String,
+    /// Whether the probe is reporting (a stale probe means the verdict may be old).
+    pub probe: ProbeState,
+}
+
+impl Answer for HealthReport {
+    fn verdict(&self) -> &str {
+        &self.verdict
+    }
+    fn action(&self) -> &str {
+        &self.action
+    }
+    fn highlights(&self) -> Vec<String> {
+        self.problems
+            .iter()
+            .take(5)
+            .map(|p| {
+                let gpu = p.gpu.as_ref().map(|g| format!(" {}", g.label())).unwrap_or_default();
+                format!("{}{gpu}: {} ({})", p.node, p.health, p.reasons.join(", "))
+            })
+            .collect()
+    }
+}
+
+fn rank(h: Health) -> u8 {
+    match h {
+        Health::Unhealthy => 0,
+        Health::Degraded => 1,
+        Health::Unknown => 2,
+        Health::Healthy => 3,
+    }
+}
+
+/// Problems of one node: its non-healthy GPU verdicts (optionally only `only`), or a node-level entry when the
+/// probe is not reporting or the node has no verdicts.
+pub fn node_problems(
+    o: Option<&GpuNodeStatus>,
+    name: &str,
+    probe: ProbeState,
+    only: Option<&[GpuRef]>,
+) -> Vec<Problem> {
+    let status = o.and_then(|o| o.status.as_ref());
+    let mut out: Vec<Problem> = status
+        .and_then(|s| s.verdicts.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|v| v.health != Health::Healthy)
+        // A silent probe explains Unknown verdicts: one node-level entry says it instead of one per GPU.
+        .filter(|v| probe.is_fresh() || v.health != Health::Unknown)
+        .filter(|v| only.is_none_or(|wanted| wanted.iter().any(|w| w.uuid.as_deref() == Some(v.uuid.as_str()))))
+        .map(|v| {
+            // Identity from the inventory (index, PCI address), else from the verdict (a vanished GPU).
+            let gpu = status
+                .and_then(|s| s.gpus.as_ref())
+                .and_then(|gs| gs.iter().find(|g| g.uuid == v.uuid))
+                .map(|g| GpuRef { index: Some(g.index), uuid: Some(g.uuid.clone()), pci_bus_id: g.pci_bus_id.clone() })
+                .unwrap_or(GpuRef { index: v.index, uuid: Some(v.uuid.clone()), pci_bus_id: None });
+            let action = v.message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| match v.reasons.first() {
+                Some(r) => actions::for_reason(r, name),
+                None => format!("Inspect {name} with describe_gpu_node."),
+            });
+            Problem {
+                node: name.to_string(),
+                health: v.health,
+                gpu: Some(gpu),
+                reasons: v.reasons.clone(),
+                action,
+                probe,
+            }
+        })
+        .collect();
+    // A node-level entry when nothing per GPU explains the node's state.
+    let node_level = match (probe, o) {
+        (ProbeState::Stale, _) => Some((Health::Unknown, reason::PROBE_STALE)),
+        (ProbeState::Missing, _) => Some((Health::Unknown, reason::PROBE_MISSING)),
+        (_, Some(o)) if out.is_empty() && only.is_none() && node_health(o) != Health::Healthy => {
+            Some((node_health(o), reason::NO_DATA))
+        }
+        _ => None,
+    };
+    if let Some((health, why)) = node_level
+        && only.is_none()
+        && !out.iter().any(|p| p.reasons.iter().any(|r| r == why))
+    {
+        let why = if why == reason::NO_DATA { summary_reason(o).unwrap_or(why.to_string()) } else { why.to_string() };
+        out.push(Problem {
+            node: name.to_string(),
+            health,
+            gpu: None,
+            action: actions::for_reason(&why, name),
+            reasons: vec![why],
+            probe,
+        });
+    }
+    out
+}
+
+/// The reason of the GPUHealthy condition when it is not True (why the node as a whole is not healthy).
+fn summary_reason(o: Option<&GpuNodeStatus>) -> Option<String> {
+    let c = freshness::condition(o?, gpuscope_crds::health::condition_type::GPU_HEALTHY)?;
+    (c.status != "True" && !c.reason.is_empty()).then(|| c.reason.clone())
+}
+
+/// Answer `get_gpu_health`.
+pub fn answer(snap: &Snapshot, args: &HealthArgs) -> Result<HealthReport, ToolError> {
+    let limit = args::limit(args.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let node = args.node_name.as_deref().map(|n| snap.require_node(n)).transpose()?;
+    let selected = args
+        .gpu
+        .as_ref()
+        .map(GpuSelector::parse)
+        .transpose()?
+        .map(|sel| select_gpus(snap, node.as_ref(), &sel))
+        .transpose()?;
+    let scope: Vec<NodeRef> = match (&node, &selected) {
+        (Some(n), _) => vec![n.clone()],
+        (None, Some(chosen)) => {
+            let mut names: Vec<&String> = chosen.iter().map(|(n, _)| n).collect();
+            names.dedup();
+            names.into_iter().filter_map(|n| snap.require_node(n).ok()).collect()
+        }
+        (None, None) => snap.gpu_nodes(),
+    };
+
+    let (mut nodes, mut gpus, mut probes) = (HealthCounts::default(), HealthCounts::default(), ProbeCounts::default());
+    let mut problems = Vec::new();
+    for n in &scope {
+        let o = n.status.as_deref();
+        let probe = freshness::state(o);
+        probes.add(probe);
+        nodes.add(o.map(node_health).unwrap_or(Health::Unknown));
+        let only: Option<Vec<GpuRef>> =
+            selected.as_ref().map(|c| c.iter().filter(|(name, _)| *name == n.name).map(|(_, g)| g.clone()).collect());
+        for (g, h) in o.and_then(|o| o.status.as_ref()).map(gpu_healths).unwrap_or_default() {
+            if only.as_ref().is_none_or(|w| w.iter().any(|x| x.uuid.is_some() && x.uuid == g.uuid)) {
+                gpus.add(h);
+            }
+        }
+        problems.extend(node_problems(o, &n.name, probe, only.as_deref()));
+    }
+    problems.sort_by(|a, b| {
+        rank(a.health)
+            .cmp(&rank(b.health))
+            .then_with(|| a.node.cmp(&b.node))
+            .then_with(|| a.gpu.as_ref().and_then(|g| g.index).cmp(&b.gpu.as_ref().and_then(|g| g.index)))
+    });
+    let (problems, truncated) = take(problems, limit, || {
+        "pass node_name (or gpu) to focus, or a larger limit (max 200); the counts cover everything".to_string()
+    });
+
+    let (conditions, probe) = match &node {
+        Some(n) => (
+            n.status
+                .as_ref()
+                .and_then(|o| o.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .map(|cs| cs.iter().map(ConditionView::from).collect())
+                .unwrap_or_default(),
+            Some(freshness::of(n.status.as_deref(), snap.now())),
+        ),
+        None => (Vec::new(), None),
+    };
+
+    let scope_label = match &node {
+        Some(n) => format!("Node {}", n.name),
+        None => format!("{} in cluster {}", plural(nodes.total, "GPU node"), snap.cluster()),
+    };
+    let verdict = if problems.is_empty() {
+        format!("{scope_label}: all {} healthy, every probe reporting.", plural(gpus.total, "GPU"))
+    } else {
+        let mut parts = Vec::new();
+        for (n, word) in [(gpus.unhealthy, "Unhealthy"), (gpus.degraded, "Degraded"), (gpus.unknown, "Unknown")] {
+            if n > 0 {
+                parts.push(format!("{n} {word}"));
+            }
+        }
+        let mut v = format!(
+            "{scope_label}: {} of {} GPUs not healthy ({})",
+            gpus.total - gpus.healthy,
+            gpus.total,
+            if parts.is_empty() { "node-level problems only".to_string() } else { parts.join(", ") }
+        );
+        if probes.stale + probes.missing > 0 {
+            v.push_str(&format!("; {} not reporting", plural(probes.stale + probes.missing, "probe")));
+        }
+        v.push('.');
+        v
+    };
+    let action = match problems.first() {
+        Some(p) => {
+            let gpu = p.gpu.as_ref().map(|g| format!(" {}", g.label())).unwrap_or_default();
+            format!("{}{gpu} ({}): {}", p.node, p.health, p.action)
+        }
+        None => "None needed.".to_string(),
+    };
+    Ok(HealthReport {
+        verdict,
+        action,
+        cluster: snap.cluster().to_string(),
+        nodes,
+        gpus,
+        probes,
+        problems,
+        conditions,
+        probe,
+        truncated,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu_resources::fixtures::node;
+    use crate::snapshot::fixtures::snapshot;
+    use crate::status_fixtures::{healthy, stale, with_verdict};
+
+    fn fleet() -> Snapshot {
+        let bad = with_verdict(healthy("n-bad", 8), 3, Health::Unhealthy, &[reason::XID_FALLEN_OFF_BUS], "");
+        let meh =
+            with_verdict(healthy("n-meh", 8), 5, Health::Degraded, &[reason::ROW_REMAP_PENDING], "Reset GPU 5 soon.");
+        let old = stale(healthy("n-old", 8), "2026-11-25T09:00:00Z");
+        let mut statuses = vec![healthy("n-ok", 8), bad, meh, old];
+        statuses.extend((0..50).map(|i| healthy(&format!("fine-{i}"), 8)));
+        snapshot(statuses, vec![node("n-noprobe", 8)], vec![])
+    }
+
+    #[test]
+    fn fleet_health_ranks_unhealthy_then_degraded_then_unknown() {
+        let r = answer(&fleet(), &HealthArgs::default()).expect("answer");
+        assert_eq!(r.nodes, HealthCounts { total: 55, healthy: 51, degraded: 1, unhealthy: 1, unknown: 2 });
+        assert_eq!(r.gpus, HealthCounts { total: 432, healthy: 422, degraded: 1, unhealthy: 1, unknown: 8 });
+        assert_eq!(r.probes, ProbeCounts { reporting: 53, stale: 1, missing: 1, unknown: 0 });
+        let order: Vec<(&str, Health)> = r.problems.iter().map(|p| (p.node.as_str(), p.health)).collect();
+        assert_eq!(order[0], ("n-bad", Health::Unhealthy));
+        assert_eq!(order[1], ("n-meh", Health::Degraded));
+        assert_eq!(
+            &order[2..],
+            [("n-noprobe", Health::Unknown), ("n-old", Health::Unknown)],
+            "one entry per silent node"
+        );
+        assert_eq!(r.problems[0].gpu.as_ref().and_then(|g| g.index), Some(3));
+        assert!(
+            r.problems[0].action.contains("reboot"),
+            "catalog-style action for XidFallenOffBus: {}",
+            r.problems[0].action
+        );
+        assert_eq!(r.problems[1].action, "Reset GPU 5 soon.", "the operator's message wins");
+        assert!(r.problems.iter().any(|p| p.node == "n-noprobe" && p.reasons == ["NoProbeLease"]));
+        assert!(r.verdict.contains("2 probes not reporting"), "{}", r.verdict);
+        assert!(r.action.starts_with("n-bad GPU 3 (Unhealthy): Drain n-bad"), "{}", r.action);
+    }
+
+    #[test]
+    fn limit_cuts_problems_but_not_counts() {
+        let r = answer(&fleet(), &HealthArgs { limit: Some(1), ..Default::default() }).expect("answer");
+        assert_eq!(r.problems.len(), 1);
+        assert_eq!(r.truncated.as_ref().map(|t| t.total), Some(4));
+        assert_eq!(r.gpus.total, 432);
+    }
+
+    #[test]
+    fn one_healthy_node_says_so_with_its_conditions() {
+        let r = answer(&fleet(), &HealthArgs { node_name: Some("n-ok".into()), ..Default::default() }).expect("answer");
+        assert_eq!(r.verdict, "Node n-ok: all 8 GPUs healthy, every probe reporting.");
+        assert_eq!(r.action, "None needed.");
+        assert_eq!(r.conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), ["GPUHealthy", "ProbeReporting"]);
+        assert_eq!(r.probe.as_ref().map(|p| p.state), Some(ProbeState::Reporting));
+    }
+
+    #[test]
+    fn one_gpu_by_index_reports_only_that_gpu() {
+        let args = HealthArgs { node_name: Some("n-bad".into()), gpu: Some(GpuArg::Index(3)), ..Default::default() };
+        let r = answer(&fleet(), &args).expect("answer");
+        assert_eq!(r.gpus.total, 1);
+        assert_eq!(r.problems.len(), 1);
+        let args = HealthArgs { node_name: Some("n-bad".into()), gpu: Some(GpuArg::Index(0)), ..Default::default() };
+        assert!(answer(&fleet(), &args).expect("answer").problems.is_empty());
+    }
+}

@@ -1,0 +1,579 @@
+//! `analyze_xid_errors`: the XID history of the fleet or a node, explained by the catalog, counted by code and
+//! node, with the patterns that change the diagnosis (one GPU repeating; one code on many nodes at once).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gpuscope_crds::xid::Severity;
+use jiff::Timestamp;
+use kube::ResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::answer::Answer;
+use crate::args::{self, DEFAULT_LIMIT, GpuArg, GpuSelector, MAX_LIMIT, SeverityArg, Window};
+use crate::error::ToolError;
+use crate::snapshot::Snapshot;
+use crate::time::rfc3339;
+use crate::tools::common::{GpuRef, Truncated, gpu_at, plural, select_gpus, take};
+use crate::xid_view::{XidMeaning, meaning, severity};
+
+/// A GPU that logged the same XID this often repeats (a pattern worth naming).
+const REPEAT_THRESHOLD: u64 = 3;
+/// Nodes that logged the same code within this span count as "at once".
+const FLEET_SPAN_SECONDS: i64 = 15 * 60;
+/// Nodes with the same code at once that point to a shared cause.
+const FLEET_NODES: usize = 3;
+/// Most patterns listed.
+const MAX_PATTERNS: usize = 10;
+
+/// Arguments of `analyze_xid_errors`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct XidArgs {
+    /// Node to analyze. Omit for the whole fleet.
+    pub node_name: Option<String>,
+    /// One GPU: its NVML index (with node_name) or its UUID or the leading part of it.
+    pub gpu: Option<GpuArg>,
+    /// Only this XID code, e.g. 79.
+    pub code: Option<u32>,
+    /// Least severe XID to include: info (everything), warning (application restarts and worse) or critical
+    /// (GPU reset, node reboot or vendor attention).
+    pub severity: Option<SeverityArg>,
+    /// Time window: a duration back from now ("30m", "2h", "7d") or an RFC 3339 time ("2026-11-25T08:00:00Z").
+    /// Omit for all retained history.
+    pub since: Option<String>,
+    /// Most rows per list (codes, nodes, events), 1-200, default 20; totals cover everything.
+    #[schemars(range(min = 1, max = MAX_LIMIT))]
+    pub limit: Option<u32>,
+    /// Cluster (kubeconfig context) to ask; omit for the default (first) cluster.
+    pub cluster: Option<String>,
+}
+
+/// The XID analysis.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct XidAnalysis {
+    /// What the XIDs say, in one line.
+    pub verdict: String,
+    /// What to do first.
+    pub action: String,
+    /// Cluster answered for.
+    pub cluster: String,
+    /// The time window: "last 2h", "since ...", or "all retained history" (per node: the 64 most recent
+    /// (GPU, code) totals and 32 newest events).
+    pub window: String,
+    /// Totals over everything selected.
+    pub totals: XidTotals,
+    /// Per code, most severe then most frequent first, with the catalog's meaning and action.
+    pub by_code: Vec<XidCodeSummary>,
+    /// Per node, worst first.
+    pub by_node: Vec<XidNodeSummary>,
+    /// Patterns that change the diagnosis.
+    pub patterns: Vec<XidPattern>,
+    /// The newest raw events, newest first.
+    pub events: Vec<XidEventView>,
+    /// Present when a list was cut to `limit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncated>,
+}
+
+/// Totals over the selection.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct XidTotals {
+    /// XID occurrences: the counts of every (GPU, code) total last seen in the window (a count covers the total's
+    /// whole history since its first_seen).
+    pub occurrences: u64,
+    /// Nodes with XIDs.
+    pub nodes: usize,
+    /// GPUs with XIDs.
+    pub gpus: usize,
+    /// Distinct codes.
+    pub codes: usize,
+}
+
+/// One code across the selection.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct XidCodeSummary {
+    /// What the code means (catalog).
+    #[serde(flatten)]
+    pub meaning: XidMeaning,
+    /// Occurrences.
+    pub occurrences: u64,
+    /// Nodes that logged it.
+    pub nodes: usize,
+    /// GPUs that logged it.
+    pub gpus: usize,
+    /// Newest occurrence (RFC 3339).
+    pub last_seen: String,
+}
+
+/// One node's XIDs.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct XidNodeSummary {
+    /// Node name.
+    pub node: String,
+    /// Occurrences.
+    pub occurrences: u64,
+    /// Most severe code's severity.
+    pub worst_severity: String,
+    /// Codes seen, ascending.
+    pub codes: Vec<u32>,
+    /// Newest occurrence (RFC 3339).
+    pub last_seen: String,
+}
+
+/// Kinds of pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PatternKind {
+    /// The same GPU logs the same code again and again.
+    RepeatingGpu,
+    /// The same code on several nodes within minutes: likely a shared cause (driver, fabric, power).
+    SameCodeManyNodes,
+}
+
+/// A pattern across XIDs.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct XidPattern {
+    /// Which pattern.
+    pub kind: PatternKind,
+    /// The code.
+    pub code: u32,
+    /// info, warning or critical.
+    pub severity: String,
+    /// What it means and what to do.
+    pub summary: String,
+    /// Nodes involved (at most 10).
+    pub nodes: Vec<String>,
+    /// The GPU, for a repeating GPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuRef>,
+    /// Occurrences involved.
+    pub occurrences: u64,
+}
+
+/// One raw XID event.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct XidEventView {
+    /// Node name.
+    pub node: String,
+    /// When (RFC 3339).
+    pub time: String,
+    /// XID code.
+    pub code: u32,
+    /// info, warning or critical.
+    pub severity: String,
+    /// The GPU.
+    pub gpu: GpuRef,
+    /// Driver text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Process that hit it, when logged ("python (pid 4242)").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+}
+
+impl Answer for XidAnalysis {
+    fn verdict(&self) -> &str {
+        &self.verdict
+    }
+    fn action(&self) -> &str {
+        &self.action
+    }
+    fn highlights(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.patterns.iter().take(3).map(|p| p.summary.clone()).collect();
+        lines.extend(self.by_code.iter().take(3).map(|c| {
+            format!(
+                "XID {} {} ({}): {} on {}",
+                c.meaning.code,
+                c.meaning.mnemonic,
+                c.meaning.severity,
+                plural(c.occurrences as usize, "occurrence"),
+                plural(c.nodes, "node")
+            )
+        }));
+        lines
+    }
+}
+
+/// One (node, GPU, code) total that passed the filters.
+struct Row {
+    node: String,
+    gpu: GpuRef,
+    code: u32,
+    count: u64,
+    last_seen: Timestamp,
+}
+
+struct Filters<'a> {
+    gpus: Option<&'a [(String, GpuRef)]>,
+    code: Option<u32>,
+    min: Severity,
+    window: Option<&'a Window>,
+}
+
+impl Filters<'_> {
+    fn keep(&self, node: &str, gpu: &GpuRef, code: u32, at: Timestamp) -> bool {
+        self.code.is_none_or(|c| c == code)
+            && severity(code) >= self.min
+            && self.window.is_none_or(|w| at >= w.start)
+            && self.gpus.is_none_or(|wanted| {
+                wanted.iter().any(|(n, g)| {
+                    n == node
+                        && (g.uuid.is_some() && g.uuid == gpu.uuid
+                            || g.pci_bus_id.is_some() && g.pci_bus_id == gpu.pci_bus_id)
+                })
+            })
+    }
+}
+
+/// Answer `analyze_xid_errors`.
+pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError> {
+    let limit = args::limit(args.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let window = args::since(args.since.as_deref(), snap.now())?;
+    let node = args.node_name.as_deref().map(|n| snap.require_node(n)).transpose()?;
+    let selected = args
+        .gpu
+        .as_ref()
+        .map(GpuSelector::parse)
+        .transpose()?
+        .map(|sel| select_gpus(snap, node.as_ref(), &sel))
+        .transpose()?;
+    let filters = Filters {
+        gpus: selected.as_deref(),
+        code: args.code,
+        min: args.severity.map(SeverityArg::min).unwrap_or(Severity::Info),
+        window: window.as_ref(),
+    };
+    let statuses = match &node {
+        Some(n) => n.status.iter().cloned().collect(),
+        None => snap.statuses(),
+    };
+
+    let mut rows = Vec::new();
+    let mut events = Vec::new();
+    for o in &statuses {
+        let Some(s) = o.status.as_ref() else { continue };
+        let Some(xids) = s.xids.as_ref() else { continue };
+        let name = o.name_any();
+        for t in &xids.totals {
+            let gpu = gpu_at(s, &t.pci_bus_id, t.gpu_uuid.as_deref());
+            if filters.keep(&name, &gpu, t.code, t.last_seen.0) {
+                rows.push(Row { node: name.clone(), gpu, code: t.code, count: t.count, last_seen: t.last_seen.0 });
+            }
+        }
+        for e in &xids.recent {
+            let gpu = gpu_at(s, &e.pci_bus_id, e.gpu_uuid.as_deref());
+            if filters.keep(&name, &gpu, e.code, e.time.0) {
+                let process = match (&e.process_name, e.pid) {
+                    (Some(p), Some(pid)) => Some(format!("{p} (pid {pid})")),
+                    (Some(p), None) => Some(p.clone()),
+                    (None, Some(pid)) => Some(format!("pid {pid}")),
+                    (None, None) => None,
+                };
+                events.push((
+                    e.time.0,
+                    XidEventView {
+                        node: name.clone(),
+                        time: rfc3339(&e.time),
+                        code: e.code,
+                        severity: severity(e.code).as_str().to_string(),
+                        gpu,
+                        message: e.message.clone(),
+                        process,
+                    },
+                ));
+            }
+        }
+    }
+
+    let totals = XidTotals {
+        occurrences: rows.iter().map(|r| r.count).sum(),
+        nodes: rows.iter().map(|r| &r.node).collect::<BTreeSet<_>>().len(),
+        gpus: rows.iter().map(|r| (&r.node, &r.gpu.pci_bus_id)).collect::<BTreeSet<_>>().len(),
+        codes: rows.iter().map(|r| r.code).collect::<BTreeSet<_>>().len(),
+    };
+    let by_code = code_summaries(&rows);
+    let by_node = node_summaries(&rows);
+    let patterns = patterns(&rows);
+    events.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.node.cmp(&b.1.node)));
+    let events: Vec<XidEventView> = events.into_iter().map(|(_, e)| e).collect();
+
+    let mut cut = None;
+    let hint = || "narrow with node_name, gpu, code, severity or since, or raise limit (max 200)".to_string();
+    let (by_code, t1) = take(by_code, limit, hint);
+    let (by_node, t2) = take(by_node, limit, hint);
+    let (events, t3) = take(events, limit, hint);
+    for t in [t1, t2, t3].into_iter().flatten() {
+        if cut.as_ref().is_none_or(|c: &Truncated| t.total > c.total) {
+            cut = Some(t);
+        }
+    }
+
+    let window_label = window.as_ref().map(|w| w.label.clone()).unwrap_or_else(|| "all retained history".to_string());
+    let scope = match &node {
+        Some(n) => format!("on node {}", n.name),
+        None => format!("in cluster {}", snap.cluster()),
+    };
+    let (verdict, action) = match by_code.first() {
+        None => (format!("No XIDs {scope} ({window_label}) match."), "None needed.".to_string()),
+        Some(worst) => {
+            let verdict = format!(
+                "{} {scope} on {} ({}), {window_label}; most severe: XID {} {} ({}) on {}.",
+                plural(totals.occurrences as usize, "XID occurrence"),
+                plural(totals.gpus, "GPU"),
+                plural(totals.nodes, "node"),
+                worst.meaning.code,
+                worst.meaning.mnemonic,
+                worst.meaning.severity,
+                plural(worst.nodes, "node"),
+            );
+            let fleet =
+                patterns.iter().find(|p| p.kind == PatternKind::SameCodeManyNodes && p.code == worst.meaning.code);
+            let action = match fleet {
+                Some(p) => p.summary.clone(),
+                None => {
+                    let newest = rows
+                        .iter()
+                        .filter(|r| r.code == worst.meaning.code)
+                        .max_by_key(|r| r.last_seen)
+                        .map(|r| format!("{} {}: ", r.node, r.gpu.label()))
+                        .unwrap_or_default();
+                    format!("{newest}{}", worst.meaning.recommended_action)
+                }
+            };
+            (verdict, action)
+        }
+    };
+    Ok(XidAnalysis {
+        verdict,
+        action,
+        cluster: snap.cluster().to_string(),
+        window: window_label,
+        totals,
+        by_code,
+        by_node,
+        patterns,
+        events,
+        truncated: cut,
+    })
+}
+
+fn code_summaries(rows: &[Row]) -> Vec<XidCodeSummary> {
+    let mut by: BTreeMap<u32, Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        by.entry(r.code).or_default().push(r);
+    }
+    let mut out: Vec<(Severity, XidCodeSummary)> = by
+        .into_iter()
+        .map(|(code, rs)| {
+            let last = rs.iter().map(|r| r.last_seen).max().unwrap_or_default();
+            (
+                severity(code),
+                XidCodeSummary {
+                    meaning: meaning(code),
+                    occurrences: rs.iter().map(|r| r.count).sum(),
+                    nodes: rs.iter().map(|r| &r.node).collect::<BTreeSet<_>>().len(),
+                    gpus: rs.iter().map(|r| (&r.node, &r.gpu.pci_bus_id)).collect::<BTreeSet<_>>().len(),
+                    last_seen: last.to_string(),
+                },
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| b.1.occurrences.cmp(&a.1.occurrences))
+            .then_with(|| a.1.meaning.code.cmp(&b.1.meaning.code))
+    });
+    out.into_iter().map(|(_, s)| s).collect()
+}
+
+fn node_summaries(rows: &[Row]) -> Vec<XidNodeSummary> {
+    let mut by: BTreeMap<&str, Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        by.entry(&r.node).or_default().push(r);
+    }
+    let mut out: Vec<(Severity, XidNodeSummary)> = by
+        .into_iter()
+        .map(|(node, rs)| {
+            let worst = rs.iter().map(|r| severity(r.code)).max().unwrap_or(Severity::Info);
+            (
+                worst,
+                XidNodeSummary {
+                    node: node.to_string(),
+                    occurrences: rs.iter().map(|r| r.count).sum(),
+                    worst_severity: worst.as_str().to_string(),
+                    codes: rs.iter().map(|r| r.code).collect::<BTreeSet<_>>().into_iter().collect(),
+                    last_seen: rs.iter().map(|r| r.last_seen).max().unwrap_or_default().to_string(),
+                },
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.0.cmp(&a.0).then_with(|| b.1.occurrences.cmp(&a.1.occurrences)).then_with(|| a.1.node.cmp(&b.1.node))
+    });
+    out.into_iter().map(|(_, s)| s).collect()
+}
+
+fn patterns(rows: &[Row]) -> Vec<XidPattern> {
+    let mut out: Vec<(Severity, u64, XidPattern)> = Vec::new();
+    // The same code on several nodes within minutes.
+    let mut by_code: BTreeMap<u32, BTreeMap<&str, Timestamp>> = BTreeMap::new();
+    for r in rows {
+        let newest = by_code.entry(r.code).or_default().entry(&r.node).or_insert(r.last_seen);
+        *newest = (*newest).max(r.last_seen);
+    }
+    for (code, nodes) in &by_code {
+        let mut times: Vec<(Timestamp, &str)> = nodes.iter().map(|(n, t)| (*t, *n)).collect();
+        times.sort();
+        let (mut best, mut start) = ((0, 0), 0);
+        for end in 0..times.len() {
+            while times[end].0.as_second() - times[start].0.as_second() > FLEET_SPAN_SECONDS {
+                start += 1;
+            }
+            if end + 1 - start > best.1 - best.0 {
+                best = (start, end + 1);
+            }
+        }
+        let burst = &times[best.0..best.1];
+        if burst.len() >= FLEET_NODES {
+            let m = meaning(*code);
+            let occurrences = rows
+                .iter()
+                .filter(|r| r.code == *code && burst.iter().any(|(_, n)| *n == r.node))
+                .map(|r| r.count)
+                .sum();
+            out.push((
+                severity(*code),
+                occurrences,
+                XidPattern {
+                    kind: PatternKind::SameCodeManyNodes,
+                    code: *code,
+                    severity: m.severity.clone(),
+                    summary: format!(
+                        "XID {code} ({}) hit {} within 15 minutes: suspect a shared cause (driver or firmware rollout, \
+                         NVLink fabric, power, a bad job spread across nodes) before blaming single GPUs. {}",
+                        m.mnemonic,
+                        plural(burst.len(), "node"),
+                        m.recommended_action
+                    ),
+                    nodes: burst.iter().take(10).map(|(_, n)| n.to_string()).collect(),
+                    gpu: None,
+                    occurrences,
+                },
+            ));
+        }
+    }
+    // The same GPU repeating a code.
+    for r in rows.iter().filter(|r| r.count >= REPEAT_THRESHOLD) {
+        let m = meaning(r.code);
+        let advice = if m.class == "application" {
+            "if different workloads hit it, suspect the GPU rather than the application"
+        } else {
+            "a repeating hardware-class XID on one GPU points at that GPU"
+        };
+        out.push((
+            severity(r.code),
+            r.count,
+            XidPattern {
+                kind: PatternKind::RepeatingGpu,
+                code: r.code,
+                severity: m.severity.clone(),
+                // The catalog's action is in by_code already; a fleet can have many repeating GPUs.
+                summary: format!(
+                    "{} {} logged XID {} ({}) {} times: {advice}.",
+                    r.node,
+                    r.gpu.label(),
+                    r.code,
+                    m.mnemonic,
+                    r.count
+                ),
+                nodes: vec![r.node.clone()],
+                gpu: Some(r.gpu.clone()),
+                occurrences: r.count,
+            },
+        ));
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
+    out.into_iter().take(MAX_PATTERNS).map(|(_, _, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::fixtures::snapshot;
+    use crate::status_fixtures::{healthy, uuid, with_xid};
+
+    fn fleet() -> Snapshot {
+        // 79 on three nodes within 10 minutes; 13 repeating on one GPU; an old 48.
+        let a = with_xid(healthy("a", 8), 2, 79, 1, "2026-11-25T11:00:00Z", "2026-11-25T11:00:00Z");
+        let a = with_xid(a, 0, 13, 5, "2026-11-24T00:00:00Z", "2026-11-25T11:30:00Z");
+        let b = with_xid(healthy("b", 8), 1, 79, 1, "2026-11-25T11:05:00Z", "2026-11-25T11:05:00Z");
+        let c = with_xid(healthy("c", 8), 4, 79, 1, "2026-11-25T11:10:00Z", "2026-11-25T11:10:00Z");
+        let d = with_xid(healthy("d", 8), 3, 48, 1, "2026-11-20T00:00:00Z", "2026-11-20T00:00:00Z");
+        snapshot(vec![a, b, c, d, healthy("e", 8)], vec![], vec![])
+    }
+
+    #[test]
+    fn fleet_analysis_counts_explains_and_flags_both_patterns() {
+        let r = answer(&fleet(), &XidArgs::default()).expect("answer");
+        assert_eq!(r.totals, XidTotals { occurrences: 9, nodes: 4, gpus: 5, codes: 3 });
+        assert_eq!(r.window, "all retained history");
+        let codes: Vec<u32> = r.by_code.iter().map(|c| c.meaning.code).collect();
+        assert_eq!(codes, [79, 48, 13], "critical first (79 on 3 nodes before 48 on 1), then warning");
+        assert_eq!((r.by_code[0].nodes, r.by_code[0].occurrences), (3, 3));
+        assert_eq!(r.by_code[0].meaning.severity, "critical");
+        assert_eq!(r.by_node[0].node, "a", "a has the most occurrences among critical nodes");
+        assert_eq!(r.by_node[0].codes, [13, 79]);
+        let kinds: Vec<(PatternKind, u32)> = r.patterns.iter().map(|p| (p.kind, p.code)).collect();
+        assert_eq!(kinds, [(PatternKind::SameCodeManyNodes, 79), (PatternKind::RepeatingGpu, 13)]);
+        assert_eq!(r.patterns[0].nodes, ["a", "b", "c"]);
+        assert_eq!(r.patterns[1].gpu.as_ref().map(|g| g.uuid.clone()), Some(Some(uuid("a", 0))));
+        assert!(r.action.contains("shared cause"), "{}", r.action);
+        assert!(r.verdict.starts_with("9 XID occurrences in cluster test on 5 GPUs (4 nodes)"), "{}", r.verdict);
+        assert_eq!(r.events[0].code, 13, "newest event first");
+        assert_eq!(r.events[0].gpu.index, Some(0));
+        assert_eq!(r.events[0].process.as_deref(), Some("python (pid 4242)"));
+    }
+
+    #[test]
+    fn window_severity_code_and_gpu_filters_narrow_the_selection() {
+        let r = answer(&fleet(), &XidArgs { since: Some("2h".into()), ..Default::default() }).expect("answer");
+        assert_eq!(r.window, "last 2h");
+        assert!(r.by_code.iter().all(|c| c.meaning.code != 48), "48 is five days old");
+        let r =
+            answer(&fleet(), &XidArgs { severity: Some(SeverityArg::Critical), ..Default::default() }).expect("answer");
+        assert_eq!(r.by_code.iter().map(|c| c.meaning.code).collect::<Vec<_>>(), [79, 48]);
+        let r = answer(&fleet(), &XidArgs { code: Some(13), ..Default::default() }).expect("answer");
+        assert_eq!(r.totals.occurrences, 5);
+        let args = XidArgs { node_name: Some("a".into()), gpu: Some(GpuArg::Index(2)), ..Default::default() };
+        let r = answer(&fleet(), &args).expect("answer");
+        assert_eq!(r.by_code.iter().map(|c| c.meaning.code).collect::<Vec<_>>(), [79]);
+        assert!(r.action.starts_with("a GPU 2: "), "{}", r.action);
+    }
+
+    #[test]
+    fn nothing_matching_is_a_clear_empty_answer_and_bad_since_an_error() {
+        let r = answer(&fleet(), &XidArgs { node_name: Some("e".into()), ..Default::default() }).expect("answer");
+        assert_eq!(r.verdict, "No XIDs on node e (all retained history) match.");
+        assert_eq!(r.totals, XidTotals::default());
+        let e = answer(&fleet(), &XidArgs { since: Some("two hours".into()), ..Default::default() })
+            .expect_err("bad since");
+        assert!(matches!(e, ToolError::InvalidArgument { argument: "since", .. }));
+    }
+
+    #[test]
+    fn one_thousand_nodes_stay_within_the_limit() {
+        let statuses = (0..1_000)
+            .map(|i| {
+                with_xid(healthy(&format!("n{i:04}"), 8), 0, 13, 1, "2026-11-25T10:00:00Z", "2026-11-25T10:00:00Z")
+            })
+            .collect();
+        let r = answer(&snapshot(statuses, vec![], vec![]), &XidArgs::default()).expect("answer");
+        assert_eq!(r.totals.nodes, 1_000);
+        assert_eq!((r.by_node.len(), r.events.len()), (20, 20));
+        assert_eq!(r.patterns[0].nodes.len(), 10);
+        assert!(r.truncated.is_some());
+        let bytes = serde_json::to_vec(&r).expect("json").len();
+        assert!(bytes < 16 * 1024, "fleet answer is {bytes} bytes");
+    }
+}
