@@ -8,6 +8,7 @@ pub mod duration;
 pub mod gpu_node_status;
 pub mod health;
 pub mod kmsg;
+pub mod log_analysis;
 pub mod logging;
 pub mod observability;
 pub mod pci;

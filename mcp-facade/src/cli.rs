@@ -1,4 +1,5 @@
-//! The command line: flags, their checks, and wiring the cache, server and transport together.
+//! The command line: flags, their checks, and wiring the cache, server and transport together; and the
+//! `analyze-log` subcommand's flags (its work is in [`crate::analyze_log`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use gpuscope_crds::logging::LogArgs;
 use gpuscope_crds::observability::{self, Listener, Readiness};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -37,13 +38,20 @@ pub enum Transport {
 #[derive(Debug, Parser)]
 #[command(
     version,
+    // Server flags before `analyze-log` would be silently ignored: refuse them instead.
+    args_conflicts_with_subcommands = true,
     after_help = "Examples:\n  gpuscope-mcp                                   # stdio, current kubeconfig context\n  \
                   gpuscope-mcp --context prod --context lab      # two clusters; tools take `cluster`\n  \
                   gpuscope-mcp --from-file fleet.yaml            # offline, from `kubectl get gns -o yaml`\n  \
+                  gpuscope-mcp --no-cluster                      # no cluster: only the kernel-log and XID tools\n  \
                   gpuscope-mcp --transport http --listen 0.0.0.0:8080 --allowed-hosts gpuscope-mcp.gpuscope-system.svc \\\n      \
-                  --bearer-token-file /var/run/secrets/gpuscope/token"
+                  --bearer-token-file /var/run/secrets/gpuscope/token\n  \
+                  gpuscope-mcp analyze-log dmesg.txt             # explain a kernel log on the command line"
 )]
 pub struct Args {
+    /// Run a command instead of serving MCP.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// How MCP clients reach the facade.
     #[arg(long, value_enum, default_value_t = Transport::Stdio, env = "GPUSCOPE_MCP_TRANSPORT")]
     pub transport: Transport,
@@ -81,9 +89,62 @@ pub struct Args {
     /// --from-file). With --context the names are the contexts.
     #[arg(long, value_name = "NAME", conflicts_with = "contexts")]
     pub cluster_name: Option<String>,
+    /// Serve with no cluster at all (no kubeconfig needed): analyze_kernel_log and explain_xid answer, the cluster
+    /// tools answer that no cluster is connected. For explaining pasted kernel logs on a laptop.
+    #[arg(long, conflicts_with_all = ["contexts", "from_files", "cluster_name"])]
+    pub no_cluster: bool,
     /// Logging flags.
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// Commands other than serving MCP.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Explain a kernel log: which GPU, which XID, what NVIDIA says it means, what to do first.
+    ///
+    /// Reads dmesg (any time format), journalctl -k, syslog, /dev/kmsg records or a support bundle's file and prints
+    /// per GPU each NVIDIA XID with NVIDIA's meaning and the verdict the operator's default rules give, the worst
+    /// verdict and the first action on top. Any size: the input is streamed. Exit status 0 when the analysis ran,
+    /// whatever it found (see --fail-on), 1 when the input cannot be read.
+    #[command(after_help = "Examples:\n  \
+                  gpuscope-mcp analyze-log /var/log/kern.log\n  \
+                  journalctl -k -b -1 | gpuscope-mcp analyze-log -\n  \
+                  gpuscope-mcp analyze-log bundle/dmesg.txt --output json | jq .report.summary\n  \
+                  gpuscope-mcp analyze-log dmesg.txt --fail-on unhealthy   # exit status 3 when a GPU needs a reset or reboot")]
+    AnalyzeLog(AnalyzeLogArgs),
+}
+
+/// Flags of `gpuscope-mcp analyze-log`.
+#[derive(Debug, clap::Args)]
+pub struct AnalyzeLogArgs {
+    /// The log file, or `-` for standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// `text`: a readable table. `json`: the answer the analyze_kernel_log MCP tool gives for the same log.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Exit with status 3 when the log's worst verdict is this bad or worse (for scripts and CI).
+    #[arg(long, value_enum, value_name = "VERDICT")]
+    pub fail_on: Option<FailOn>,
+}
+
+/// How `analyze-log` prints its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// The verdict and first action, then per-GPU tables.
+    Text,
+    /// The analyze_kernel_log tool's structured answer, pretty-printed.
+    Json,
+}
+
+/// The least bad verdict that makes `analyze-log --fail-on` exit with status 3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    /// Degraded or Unhealthy.
+    Degraded,
+    /// Unhealthy only.
+    Unhealthy,
 }
 
 fn parse_body_limit(s: &str) -> Result<usize, String> {
@@ -148,7 +209,10 @@ pub fn settings(args: &Args, token_env: Option<String>) -> Result<Settings, Conf
 
 async fn live_clusters(args: &Args, metrics: &Metrics) -> anyhow::Result<Vec<ClusterCache>> {
     if args.contexts.is_empty() {
-        let config = kube::Config::infer().await.context("no Kubernetes configuration (kubeconfig or in-cluster)")?;
+        let config = kube::Config::infer().await.context(
+            "no Kubernetes configuration (kubeconfig or in-cluster); pass --from-file for exported objects, or \
+             --no-cluster to serve only analyze_kernel_log and explain_xid",
+        )?;
         let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
         let name = args
             .cluster_name
@@ -173,7 +237,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let settings = settings(&args, std::env::var(TOKEN_ENV).ok())?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    let caches = if args.from_files.is_empty() {
+    let caches = if args.no_cluster {
+        tracing::info!("no cluster: only analyze_kernel_log and explain_xid answer");
+        Vec::new()
+    } else if args.from_files.is_empty() {
         live_clusters(&args, &metrics).await?
     } else {
         let export = Export::load(&args.from_files)?;
@@ -193,7 +260,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         metrics.cache_size(c.name(), "Node", n);
         metrics.cache_size(c.name(), "Pod", p);
     }
-    let clusters = Clusters::new(caches)?;
+    let clusters = if args.no_cluster { Clusters::none() } else { Clusters::new(caches)? };
     let names: Vec<&str> = clusters.all().iter().map(ClusterCache::name).collect();
     tracing::info!(clusters = ?names, transport = ?settings.transport, "gpuscope-mcp starting");
 
@@ -279,5 +346,29 @@ mod tests {
         assert!(Args::try_parse_from(["gpuscope-mcp", "--context", "a", "--from-file", "x.yaml"]).is_err());
         let a = args(&["--context", "a", "--context", "b"]);
         assert_eq!(a.contexts, ["a", "b"]);
+    }
+
+    #[test]
+    fn no_cluster_excludes_every_cluster_source() {
+        assert!(args(&["--no-cluster", "--transport", "http"]).no_cluster);
+        for clash in [&["--context", "a"][..], &["--from-file", "x.yaml"], &["--cluster-name", "c"]] {
+            let argv = ["gpuscope-mcp", "--no-cluster"].into_iter().chain(clash.iter().copied());
+            assert!(Args::try_parse_from(argv).is_err(), "--no-cluster with {clash:?}");
+        }
+    }
+
+    #[test]
+    fn analyze_log_is_a_subcommand_and_serving_stays_the_default() {
+        let a = args(&["analyze-log", "-", "--output", "json", "--fail-on", "unhealthy"]);
+        let Some(Command::AnalyzeLog(log)) = &a.command else { panic!("expected analyze-log: {a:?}") };
+        assert_eq!(log.file, PathBuf::from("-"));
+        assert_eq!((log.output, log.fail_on), (OutputFormat::Json, Some(FailOn::Unhealthy)));
+        assert_eq!(args(&["analyze-log", "kern.log"]).command.as_ref().map(|_| ()), Some(()));
+        let served = args(&["--transport", "http", "--listen", "127.0.0.1:9000"]);
+        assert!(served.command.is_none());
+        assert_eq!(served.transport, Transport::Http);
+        // Server flags mean nothing to analyze-log: refused rather than ignored.
+        assert!(Args::try_parse_from(["gpuscope-mcp", "--transport", "http", "analyze-log", "x"]).is_err());
+        assert!(Args::try_parse_from(["gpuscope-mcp", "analyze-log"]).is_err(), "FILE is required");
     }
 }

@@ -1,4 +1,5 @@
-//! The clusters a facade serves: one cache per kubeconfig context (or one offline set), the first the default.
+//! The clusters a facade serves: one cache per kubeconfig context (or one offline set), the first the default; or
+//! none at all (`--no-cluster`), when only the tools that need no cluster answer.
 
 use crate::cache::ClusterCache;
 use crate::error::{ToolError, check_name_len};
@@ -35,10 +36,18 @@ impl Clusters {
         Ok(Clusters { caches })
     }
 
+    /// No cluster: every call that needs one gets [`ToolError::NoCluster`].
+    pub fn none() -> Clusters {
+        Clusters { caches: Vec::new() }
+    }
+
     /// The cluster a tool call asks for (`None`: the default), or an error naming the known ones.
     pub fn get(&self, name: Option<&str>) -> Result<&ClusterCache, ToolError> {
-        let Some(name) = name else { return Ok(self.default_cluster()) };
-        check_name_len("cluster", name)?;
+        if let Some(name) = name {
+            check_name_len("cluster", name)?;
+        }
+        let Some(default) = self.default_cluster() else { return Err(ToolError::NoCluster) };
+        let Some(name) = name else { return Ok(default) };
         self.caches.iter().find(|c| c.name() == name).ok_or_else(|| {
             let known: Vec<String> = self.caches.iter().map(|c| c.name().to_string()).collect();
             ToolError::UnknownCluster {
@@ -49,10 +58,14 @@ impl Clusters {
         })
     }
 
-    /// The default cluster (the first given).
-    pub fn default_cluster(&self) -> &ClusterCache {
-        // `new` refuses an empty list.
-        &self.caches[0]
+    /// The default cluster (the first given); `None` without clusters.
+    pub fn default_cluster(&self) -> Option<&ClusterCache> {
+        self.caches.first()
+    }
+
+    /// True when the facade serves no cluster (`--no-cluster`).
+    pub fn is_empty(&self) -> bool {
+        self.caches.is_empty()
     }
 
     /// Every cluster, default first.
@@ -82,6 +95,15 @@ mod tests {
         let e = c.get(Some("stage")).expect_err("unknown");
         assert!(matches!(&e, ToolError::UnknownCluster { close, .. } if close == &["staging".to_string()]), "{e}");
         assert!(c.all_ready());
+    }
+
+    #[test]
+    fn without_clusters_every_lookup_says_none_is_connected() {
+        let none = Clusters::none();
+        assert!(none.is_empty() && none.all_ready());
+        assert_eq!(none.get(None).err(), Some(ToolError::NoCluster));
+        assert_eq!(none.get(Some("prod")).err(), Some(ToolError::NoCluster));
+        assert!(matches!(none.get(Some(&"x".repeat(300))), Err(ToolError::InvalidArgument { .. })));
     }
 
     #[test]

@@ -58,6 +58,15 @@ pub enum ToolError {
         /// The cluster whose cache is warming up.
         cluster: String,
     },
+    /// The facade runs with `--no-cluster`: there is nothing to ask.
+    #[error(
+        "no cluster connected; start gpuscope-mcp with a kubeconfig (or --context) or --from-file to ask about a \
+         cluster. analyze_kernel_log (without node_name) and explain_xid work without one."
+    )]
+    NoCluster,
+    /// The tool's own work failed unexpectedly (a bug, not the caller's fault).
+    #[error("internal error: {0}; please report it")]
+    Internal(String),
 }
 
 fn suggestion(close: &[String]) -> String {
@@ -144,6 +153,13 @@ mod tests {
         assert_eq!(clip(&long).len(), 83);
         assert_eq!(clip("short"), "short");
         assert!(check_name_len("node_name", "gpu-node-1").is_ok());
+    }
+
+    #[test]
+    fn no_cluster_says_how_to_connect_one_and_what_still_works() {
+        let text = ToolError::NoCluster.to_string();
+        assert!(text.starts_with("no cluster connected; start gpuscope-mcp with a kubeconfig"), "{text}");
+        assert!(text.contains("--from-file") && text.contains("analyze_kernel_log"), "{text}");
     }
 
     #[test]

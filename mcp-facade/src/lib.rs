@@ -3,9 +3,11 @@
 //!
 //! Layers, bottom up: [`cache`] (reflector stores, stripped objects) → [`snapshot`] (a read view) → [`tools`]
 //! (pure functions from a snapshot and arguments to answer structs) → [`server`] (the rmcp handler: tools,
-//! prompts, resources, metrics) → [`transport`] (stdio, streamable HTTP) → [`cli`].
+//! prompts, resources, metrics) → [`transport`] (stdio, streamable HTTP) → [`cli`]. [`analyze_log`] is the
+//! `analyze-log` command: the kernel-log tool on the command line, no server.
 
 pub mod actions;
+pub mod analyze_log;
 pub mod answer;
 pub mod args;
 pub mod auth;

@@ -1,5 +1,6 @@
-//! The MCP server: six read-only tools over the cache, three SRE prompts, the GpuNodeStatus objects and the XID
-//! catalog as resources. Every tool call is timed and counted.
+//! The MCP server: six read-only tools over the cache, two that need no cluster (a kernel log explained, one XID
+//! code explained), three SRE prompts, the GpuNodeStatus objects and the XID catalog as resources. Every tool call
+//! is timed and counted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,9 +31,11 @@ use crate::resources::{self, CLUSTER_NODE_TEMPLATE, NODE_TEMPLATE, ResourceId, X
 use crate::snapshot::Snapshot;
 use crate::tools::allocation::{self, Allocation, AllocationArgs};
 use crate::tools::describe::{self, DescribeArgs, NodeDescription};
+use crate::tools::explain::{self, ExplainXidArgs, XidExplainAnswer};
 use crate::tools::fleet::{self, FleetArgs, FleetSummary};
 use crate::tools::health::{self, HealthArgs, HealthReport};
 use crate::tools::inventory::{self, Inventory, InventoryArgs};
+use crate::tools::kernel_log::{self, KernelLogAnalysis, KernelLogArgs};
 use crate::tools::xids::{self, XidAnalysis, XidArgs};
 
 /// How long a tool call waits for a cache that is still syncing before it answers "warming up".
@@ -45,7 +48,14 @@ cache of GpuNodeStatus objects, Nodes and GPU pods; it is read-only. Start with 
 get_gpu_health for what is wrong and what to do, analyze_xid_errors for XID errors, describe_gpu_node for one node, \
 get_gpu_inventory for hardware, get_pod_gpu_allocation for which pods hold GPUs. Every answer leads with a verdict \
 and an action; lists are cut to `limit` and say which filter narrows them. Pass `cluster` to ask a cluster other \
-than the default.";
+than the default. analyze_kernel_log explains a kernel log the user pastes (dmesg, journalctl -k, syslog, a support \
+bundle): which GPU, which XID, what NVIDIA says it means and what to do first; with node_name it adds what the \
+cluster knows about that node. explain_xid explains one XID code. Those two work without a cluster.";
+
+const INSTRUCTIONS_NO_CLUSTER: &str = "gpuscope explains NVIDIA GPU errors. This server runs without a cluster: \
+analyze_kernel_log explains a kernel log the user pastes (dmesg, journalctl -k, syslog, a support bundle): which \
+GPU, which XID, what NVIDIA says it means and what to do first; explain_xid explains one XID code. The cluster \
+tools (get_fleet_summary, get_gpu_health, ...) answer that no cluster is connected.";
 
 /// The MCP handler. Cheap to clone: the streamable HTTP transport makes one per request.
 #[derive(Clone)]
@@ -175,6 +185,65 @@ impl Facade {
         let snap = self.snapshot(args.cluster.as_deref()).await?;
         fleet::answer(&snap, &args).map(ToolAnswer)
     }
+
+    #[tool(
+        description = "Explain a kernel log pasted or exported from anywhere (dmesg in any time format, journalctl \
+                       -k, syslog, /dev/kmsg, a support bundle, lines from a chat; at most 8 MiB): per GPU (PCI bus \
+                       id, UUID when the log names it) each NVIDIA XID with count, first and last time, process, \
+                       NVIDIA's meaning and actions, and the verdict the operator's default rules give; the worst \
+                       verdict and the one action to take first lead. NVSwitch SXids, companion lines and lines not \
+                       understood are listed apart. Give node_name to join with that node's GpuNodeStatus (GPU \
+                       index and UUID, current verdict, whether the cluster already recorded each XID). Works \
+                       without a cluster.",
+        annotations(title = "Analyze a kernel log", read_only_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<KernelLogAnalysis>()
+    )]
+    async fn analyze_kernel_log(
+        &self,
+        Parameters(args): Parameters<KernelLogArgs>,
+    ) -> Result<ToolAnswer<KernelLogAnalysis>, ToolError> {
+        let snap = match args.node_name {
+            Some(_) => Some(self.snapshot(args.cluster.as_deref()).await?),
+            None => None,
+        };
+        // Up to 8 MiB of text is tens of milliseconds of CPU: keep it off the async workers.
+        tokio::task::spawn_blocking(move || kernel_log::answer(snap.as_ref(), &args))
+            .await
+            .map_err(|e| ToolError::Internal(format!("the analysis did not finish: {e}")))?
+            .map(ToolAnswer)
+    }
+
+    #[tool(
+        description = "Explain one NVIDIA XID code: NVIDIA's catalog entry (meaning, immediate and investigatory \
+                       action, class, severity), the rule the operator applies and the verdict it gives for one \
+                       occurrence, for repeats, and per recovery action (XID 154). With a cluster connected, also \
+                       which nodes have the code in their XID history, most recent first. Unknown codes get the \
+                       catalog's unknown entry. Works without a cluster.",
+        annotations(title = "Explain an XID code", read_only_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<XidExplainAnswer>()
+    )]
+    async fn explain_xid(
+        &self,
+        Parameters(args): Parameters<ExplainXidArgs>,
+    ) -> Result<ToolAnswer<XidExplainAnswer>, ToolError> {
+        if args.cluster.is_none() && self.clusters.is_empty() {
+            return explain::answer(None, &args).map(ToolAnswer);
+        }
+        match self.snapshot(args.cluster.as_deref()).await {
+            Ok(snap) => explain::answer(Some(&snap), &args).map(ToolAnswer),
+            // The catalog answer needs no cluster: give it, and say why the node list is missing.
+            Err(ToolError::NotReady { cluster }) => {
+                let mut answer = explain::answer(None, &args)?;
+                answer.note = Some(format!(
+                    "cluster \"{cluster}\" is still syncing with the API server: nodes_with_code is left out; retry \
+                     in a few seconds"
+                ));
+                answer.cluster = Some(cluster);
+                Ok(ToolAnswer(answer))
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 #[prompt_router]
@@ -252,7 +321,7 @@ impl ServerHandler for Facade {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_prompts().enable_resources().build())
             .with_server_info(Implementation::new("gpuscope-mcp", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+            .with_instructions(if self.clusters.is_empty() { INSTRUCTIONS_NO_CLUSTER } else { INSTRUCTIONS })
     }
 
     async fn call_tool(
@@ -385,7 +454,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lists_six_read_only_tools_with_object_output_schemas_and_three_prompts() {
+    async fn lists_eight_read_only_tools_with_object_output_schemas_and_three_prompts() {
         let client = connect(facade(Metrics::unregistered())).await;
         let tools = client.list_all_tools().await.expect("tools");
         let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
@@ -393,8 +462,10 @@ mod tests {
         assert_eq!(
             names,
             [
+                "analyze_kernel_log",
                 "analyze_xid_errors",
                 "describe_gpu_node",
+                "explain_xid",
                 "get_fleet_summary",
                 "get_gpu_health",
                 "get_gpu_inventory",
@@ -419,6 +490,12 @@ mod tests {
         assert_eq!((limit["minimum"].clone(), limit["maximum"].clone()), (json!(1), json!(200)), "{limit}");
         let node_name = &health.input_schema["properties"]["node_name"];
         assert!(node_name["description"].as_str().is_some_and(|d| d.contains("Node")), "{node_name}");
+        let log = tools.iter().find(|t| t.name == "analyze_kernel_log").expect("analyze_kernel_log");
+        assert_eq!(log.input_schema["required"], json!(["text"]));
+        let text = &log.input_schema["properties"]["text"]["description"];
+        assert!(text.as_str().is_some_and(|d| d.contains("at most 8 MiB")), "{text}");
+        let explain = tools.iter().find(|t| t.name == "explain_xid").expect("explain_xid");
+        assert_eq!(explain.input_schema["required"], json!(["code"]));
         let prompts = client.list_all_prompts().await.expect("prompts");
         let mut names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
         names.sort_unstable();
@@ -484,6 +561,84 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#"gpuscope_mcp_tool_calls_total{tool="unknown",outcome="protocol_error"} 1"#), "{text}");
+        client.cancel().await.expect("close");
+    }
+
+    const XID79: &str = "[  88.800002] NVRM: Xid (PCI:0000:13:00): 79, pid=1234, name=python3, GPU has fallen off \
+                         the bus.\n";
+
+    #[tokio::test]
+    async fn the_log_tools_answer_with_a_cluster_and_join_the_node() {
+        let client = connect(facade(Metrics::unregistered())).await;
+        let r = client
+            .call_tool(
+                CallToolRequestParams::new("analyze_kernel_log")
+                    .with_arguments(args(json!({"text": XID79, "node_name": "gpu-a"}))),
+            )
+            .await
+            .expect("call");
+        assert_eq!(r.is_error, Some(false));
+        let s = r.structured_content.expect("structured");
+        assert_eq!(s["verdict"], "Unhealthy: reboot node: XID 79 on 0000:13:00.0");
+        assert_eq!((s["cluster"].clone(), s["node"]["name"].clone()), (json!("prod"), json!("gpu-a")));
+        assert_eq!(s["report"]["gpus"][0]["index"], 3);
+        assert_eq!(s["report"]["gpus"][0]["uuid"], "GPU-gpu-a-3");
+        let summary = r.content[0].as_text().map(|t| t.text.clone()).unwrap_or_default();
+        assert!(
+            summary.starts_with("Unhealthy: reboot node: XID 79 on 0000:13:00.0\nAction: Reboot node"),
+            "{summary}"
+        );
+
+        let r = client
+            .call_tool(
+                CallToolRequestParams::new("explain_xid").with_arguments(args(json!({"code": 79, "cluster": "lab"}))),
+            )
+            .await
+            .expect("call");
+        let s = r.structured_content.expect("structured");
+        assert_eq!(s["cluster"], "lab");
+        assert_eq!(s["nodes_with_code"]["total_nodes"], 0);
+        assert_eq!(s["explanation"]["catalog"]["code"], 79);
+        client.cancel().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn without_a_cluster_only_the_log_tools_answer() {
+        let client = connect(Facade::new(Clusters::none(), Metrics::unregistered())).await;
+        let instructions = client.peer_info().and_then(|i| i.instructions.clone()).unwrap_or_default();
+        assert!(instructions.contains("runs without a cluster"), "{instructions}");
+        let r = client
+            .call_tool(CallToolRequestParams::new("analyze_kernel_log").with_arguments(args(json!({"text": XID79}))))
+            .await
+            .expect("call");
+        assert_eq!(r.is_error, Some(false));
+        let s = r.structured_content.expect("structured");
+        assert_eq!(s["report"]["summary"]["action"], "rebootNode");
+        assert!(s.get("cluster").is_none() && s.get("node").is_none(), "{s}");
+        let r = client
+            .call_tool(CallToolRequestParams::new("explain_xid").with_arguments(args(json!({"code": 13}))))
+            .await
+            .expect("call");
+        let s = r.structured_content.expect("structured");
+        assert!(s.get("nodes_with_code").is_none(), "{s}");
+        assert_eq!(s["explanation"]["aboveRate"]["health"], "Degraded");
+
+        for (tool, arguments) in [
+            ("get_fleet_summary", json!({})),
+            ("describe_gpu_node", json!({"node_name": "gpu-a"})),
+            ("analyze_kernel_log", json!({"text": XID79, "node_name": "gpu-a"})),
+            ("explain_xid", json!({"code": 79, "cluster": "prod"})),
+        ] {
+            let r = client
+                .call_tool(CallToolRequestParams::new(tool).with_arguments(args(arguments.clone())))
+                .await
+                .expect("call");
+            assert_eq!(r.is_error, Some(true), "{tool} {arguments}");
+            let text = r.content[0].as_text().map(|t| t.text.clone()).unwrap_or_default();
+            assert!(text.starts_with("no cluster connected; start gpuscope-mcp with a kubeconfig"), "{tool}: {text}");
+        }
+        let resources = client.list_all_resources().await.expect("resources");
+        assert_eq!(resources.len(), 1, "only the XID catalog");
         client.cancel().await.expect("close");
     }
 

@@ -576,16 +576,9 @@ fn recovery(info: Option<&GpuInfo>, line: Option<&xid::XidEvidence>, ctx: &Ctx) 
         (None, Some(l)) => l,
         (None, None) => return None,
     };
-    if action == RecoveryAction::None {
+    // The same table log analysis uses (one rule, not a copy).
+    let Some((health, node_reboot)) = gpuscope_crds::xid::rules::recovery_action_health(action) else {
         return Some(RecoveryOutcome { finding: None, remedied_at: time, changes_at: None });
-    }
-    let (health, node_reboot) = match action {
-        RecoveryAction::NodeReboot | RecoveryAction::SystemReboot => (Health::Unhealthy, true),
-        RecoveryAction::GpuReset
-        | RecoveryAction::DrainAndReset
-        | RecoveryAction::BusReset
-        | RecoveryAction::RecoverImexDomain => (Health::Unhealthy, false),
-        RecoveryAction::DrainP2p | RecoveryAction::Other(_) | RecoveryAction::None => (Health::Degraded, false),
     };
     // Reboot demands end with the boot; other demands read from a log line end with the window, so a missing
     // "back to None" line cannot latch them. A live NVML reading holds while the probe reports it.

@@ -3,6 +3,7 @@
 
 mod api;
 mod install;
+mod log_analysis;
 mod mcp;
 mod nvml_backend;
 mod operator;

@@ -275,8 +275,10 @@ async fn stdio_client_lists_everything_and_every_tool_answers_from_the_cluster()
     assert_eq!(
         tools,
         [
+            "analyze_kernel_log",
             "analyze_xid_errors",
             "describe_gpu_node",
+            "explain_xid",
             "get_fleet_summary",
             "get_gpu_health",
             "get_gpu_inventory",
@@ -464,7 +466,7 @@ async fn stdio_survives_malformed_unknown_and_huge_requests() -> TestResult {
     assert_eq!((pong["id"].clone(), pong.get("error").is_none()), (json!(7), true), "{pong}");
     send(json!({"jsonrpc":"2.0","id":8,"method":"tools/list"}).to_string()).await?;
     let listed = read_message(&mut lines).await?;
-    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(6));
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(8));
 
     // Closing stdin ends the server cleanly.
     drop(stdin);

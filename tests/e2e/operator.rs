@@ -394,20 +394,7 @@ async fn policy_remediation_heartbeat_and_leader_failover_on_a_private_cluster()
 async fn the_operator_identity_may_do_what_it_needs_and_nothing_more() -> TestResult {
     let cp = shared_with_operator()?;
     let kubeconfig = cp.kubeconfig_for(Identity::Operator);
-    let can = |args: &[&str]| -> Result<bool, String> {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(["auth", "can-i"])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        match String::from_utf8_lossy(&out.stdout).trim() {
-            "yes" => Ok(true),
-            "no" => Ok(false),
-            other => Err(format!("can-i {args:?}: {other} {}", String::from_utf8_lossy(&out.stderr))),
-        }
-    };
+    let can = |args: &[&str]| gpuscope_tests::can_i(&kubeconfig, args);
     for allowed in [
         &["watch", "gpunodestatuses.gpuscope.dev"][..],
         &["patch", "gpunodestatuses.gpuscope.dev", "--subresource=status"],

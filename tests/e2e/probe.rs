@@ -400,21 +400,7 @@ async fn xids_seen_while_the_api_server_is_down_arrive_exactly_once() -> TestRes
 async fn the_probe_identity_may_do_what_it_needs_and_nothing_more() -> TestResult {
     let cp = shared_with_rbac()?;
     let kubeconfig = cp.kubeconfig_for(Identity::Probe);
-    // `kubectl auth can-i` prints yes or no (and exits 1 on no); anything else is an error.
-    let can = |args: &[&str]| -> Result<bool, String> {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(["auth", "can-i"])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        match String::from_utf8_lossy(&out.stdout).trim() {
-            "yes" => Ok(true),
-            "no" => Ok(false),
-            other => Err(format!("can-i {args:?}: {other} {}", String::from_utf8_lossy(&out.stderr))),
-        }
-    };
+    let can = |args: &[&str]| gpuscope_tests::can_i(&kubeconfig, args);
     for allowed in [
         &["get", "gpunodestatuses.gpuscope.dev"][..],
         &["create", "gpunodestatuses.gpuscope.dev"],

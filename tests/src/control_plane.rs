@@ -326,6 +326,11 @@ impl ControlPlane {
         cmd
     }
 
+    /// The API server's process id (for resource measurements).
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.lock().apiserver.as_ref().map(|p| p.pid())
+    }
+
     /// Kill the API server (as a crash would). etcd keeps the data.
     pub fn stop_apiserver(&self) {
         if let Some(mut p) = self.lock().apiserver.take() {

@@ -99,3 +99,20 @@ pub fn metric_value(exposition: &str, name: &str) -> Option<f64> {
 pub fn free_port() -> std::io::Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr().map(|a| a.port())
 }
+
+/// `kubectl auth can-i <args>` as the identity whose kubeconfig is given: true for yes, false for no, an error
+/// for anything else (a typo in a resource name must not read as "no").
+pub fn can_i(kubeconfig: &std::path::Path, args: &[&str]) -> Result<bool, String> {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["auth", "can-i"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("kubectl auth can-i: {e}"))?;
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        other => Err(format!("can-i {args:?}: {other} {}", String::from_utf8_lossy(&out.stderr))),
+    }
+}

@@ -31,6 +31,35 @@ enum What {
         #[arg(long, default_value = "10s", value_parser = gpuscope_crds::duration::parse_duration)]
         flood_for: Duration,
     },
+    /// The scale run: N simulated nodes (the probe's write path in-process), the real operator and facade: request
+    /// rates by component, RSS, convergence time, and the facade's latency and answer size per tool.
+    Fleet {
+        /// Fleet sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [100usize, 1000])]
+        nodes: Vec<usize>,
+        /// Steady-state window for request rates.
+        #[arg(long, default_value = "60s", value_parser = gpuscope_crds::duration::parse_duration)]
+        steady: Duration,
+        /// Calls per facade tool.
+        #[arg(long, default_value_t = 200)]
+        calls: usize,
+    },
+    /// The kernel-log CLI (`gpuscope-mcp analyze-log`) on generated logs of each size: MB/s and peak RSS. No
+    /// control plane.
+    AnalyzeLog {
+        /// Log sizes, comma-separated (KB, MB, GB: powers of 1000; KiB, MiB, GiB: powers of 1024).
+        #[arg(long, value_delimiter = ',', default_value = "100MB,1GB", value_parser = bench::analyze_log::parse_size)]
+        size: Vec<u64>,
+        /// One XID line in this many lines.
+        #[arg(long, default_value_t = 1000)]
+        xid_every: u64,
+        /// Directory for the generated logs (default: the system temp dir); each is deleted after its run.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// What the CLI prints: text or json (json is checked against the generated counts).
+        #[arg(long, default_value = "json", value_parser = ["text", "json"])]
+        output: String,
+    },
     /// The operator over N nodes: convergence time, writes, XID-to-condition latency.
     Operator {
         /// Fleet sizes, comma-separated.
@@ -49,5 +78,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             bench::probe::run(bench::probe::ProbeBench { steady, latency_samples, flood_rate, flood_for }).await
         }
         What::Operator { nodes, flips } => bench::operator::run(&nodes, flips).await,
+        What::AnalyzeLog { size, xid_every, dir, output } => {
+            bench::analyze_log::run(&bench::analyze_log::AnalyzeLogBench { sizes: size, xid_every, dir, output })
+        }
+        What::Fleet { nodes, steady, calls } => {
+            bench::fleet::run(bench::fleet::FleetBench { sizes: nodes, steady, calls }).await
+        }
     }
 }
