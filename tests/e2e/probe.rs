@@ -11,37 +11,21 @@ use std::time::{Duration, Instant};
 
 use gpuscope_crds::GpuNodeStatus;
 use gpuscope_tests::control_plane::{INSTALL_NAMESPACE, workspace_root};
+use gpuscope_tests::fixtures::{create_node, install_rbac};
 use gpuscope_tests::{
-    ControlPlane, Identity, Process, eventually, free_port, http_get, metric_value, run_err, run_ok, unique_name,
+    ControlPlane, Identity, Process, eventually, free_port, http_get, metric_value, run_err, unique_name,
     workspace_binary,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::Api;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-/// Install namespace and the probe's RBAC from config/, once per control plane.
-fn install_probe_rbac(cp: &ControlPlane) -> Result<(), String> {
-    let _ = run_ok(cp.kubectl().args(["create", "namespace", INSTALL_NAMESPACE]));
-    run_ok(
-        cp.kubectl()
-            .args(["apply", "--server-side", "--force-conflicts", "-f"])
-            .arg(workspace_root().join("config/rbac/probe.yaml")),
-    )
-    .map(|_| ())
-}
 
 fn shared_with_rbac() -> Result<&'static ControlPlane, String> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     let cp = ControlPlane::shared().map_err(|e| e.to_string())?;
-    DONE.get_or_init(|| install_probe_rbac(cp)).clone()?;
+    DONE.get_or_init(|| install_rbac(cp, &["probe.yaml"])).clone()?;
     Ok(cp)
-}
-
-async fn create_node(client: &kube::Client, name: &str) -> Result<Node, kube::Error> {
-    let node = Node { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
-    Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await
 }
 
 /// A probe's files and settings.
@@ -365,7 +349,7 @@ async fn xids_seen_while_the_api_server_is_down_arrive_exactly_once() -> TestRes
     // A private control plane: this test stops its API server.
     let cp = ControlPlane::start()?;
     cp.apply_crds()?;
-    install_probe_rbac(&cp)?;
+    install_rbac(&cp, &["probe.yaml"])?;
     let admin = cp.client().await?;
     let node_name = unique_name("outage");
     create_node(&admin, &node_name).await?;
