@@ -220,7 +220,11 @@ pub struct ControlPlane {
     apiserver_port: u16,
     procs: Mutex<Procs>,
     keep_dir: bool,
+    audit: bool,
 }
+
+/// One audit record per request, at the end of its handling, without bodies: enough to count by user and verb.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived, ResponseStarted, Panic]\nrules:\n- level: Metadata\n";
 
 static SHARED: OnceLock<Result<&'static ControlPlane, String>> = OnceLock::new();
 
@@ -265,6 +269,13 @@ impl ControlPlane {
     /// Start a private control plane (for tests that stop or restart the API server). Its children die with
     /// the calling thread or when it is dropped.
     pub fn start() -> Result<ControlPlane, HarnessError> {
+        Self::start_with_audit(false)
+    }
+
+    /// Start a private control plane whose API server, when `audit` is set, writes an audit log with one
+    /// line per request (user, verb, resource) to [`ControlPlane::audit_log`]: how the scale run counts
+    /// requests by component.
+    pub fn start_with_audit(audit: bool) -> Result<ControlPlane, HarnessError> {
         let bins = Binaries::locate()?;
         clean_stale_dirs();
         let dir = std::env::temp_dir().join(format!(
@@ -281,6 +292,7 @@ impl ControlPlane {
             apiserver_port: free_port()?,
             procs: Mutex::new(Procs::default()),
             keep_dir: std::env::var_os("GPUSCOPE_KEEP_CONTROL_PLANE").is_some(),
+            audit,
         };
         cp.write_credentials()?;
         cp.start_etcd()?;
@@ -292,6 +304,16 @@ impl ControlPlane {
     /// The API server's URL.
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.apiserver_port)
+    }
+
+    /// etcd's client URL (its v3 JSON gateway serves `/v3/kv/*`, e.g. to change data behind the API server's back).
+    pub fn etcd_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.etcd_port)
+    }
+
+    /// The API server's audit log (JSON lines), written only by a control plane started with audit on.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("audit.log")
     }
 
     /// The admin kubeconfig (for `kubectl --kubeconfig`).
@@ -331,6 +353,11 @@ impl ControlPlane {
         self.lock().apiserver.as_ref().map(|p| p.pid())
     }
 
+    /// etcd's process id (for resource measurements).
+    pub fn etcd_pid(&self) -> Option<u32> {
+        self.lock().etcd.as_ref().map(|p| p.pid())
+    }
+
     /// Kill the API server (as a crash would). etcd keeps the data.
     pub fn stop_apiserver(&self) {
         if let Some(mut p) = self.lock().apiserver.take() {
@@ -359,6 +386,14 @@ impl ControlPlane {
         if self.bins.minor < 24 {
             // Before 1.24 the insecure port exists and only 0 (off) is accepted; later servers removed the flag.
             cmd.arg("--insecure-port=0");
+        }
+        if self.audit {
+            let policy = d.join("audit-policy.yaml");
+            fs::write(&policy, AUDIT_POLICY).map_err(io_err(format!("write {}", policy.display())))?;
+            cmd.arg(format!("--audit-policy-file={}", policy.display()))
+                .arg(format!("--audit-log-path={}", self.audit_log().display()))
+                .arg("--audit-log-format=json")
+                .arg("--audit-log-mode=blocking");
         }
         let proc = Process::spawn("kube-apiserver", cmd, d.join("kube-apiserver.log"))?;
         self.lock().apiserver = Some(proc);

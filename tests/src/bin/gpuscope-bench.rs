@@ -35,7 +35,7 @@ enum What {
     /// rates by component, RSS, convergence time, and the facade's latency and answer size per tool.
     Fleet {
         /// Fleet sizes, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = [100usize, 1000])]
+        #[arg(long, value_delimiter = ',', default_values_t = [100usize, 1000, 5000])]
         nodes: Vec<usize>,
         /// Steady-state window for request rates.
         #[arg(long, default_value = "60s", value_parser = gpuscope_crds::duration::parse_duration)]
@@ -82,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             bench::analyze_log::run(&bench::analyze_log::AnalyzeLogBench { sizes: size, xid_every, dir, output })
         }
         What::Fleet { nodes, steady, calls } => {
-            bench::fleet::run(bench::fleet::FleetBench { sizes: nodes, steady, calls }).await
+            bench::fleet::run(bench::fleet::FleetBench { sizes: nodes, steady, calls }).await.map(|_| ())
         }
     }
 }
