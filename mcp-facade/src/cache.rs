@@ -4,7 +4,6 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt, future};
@@ -15,6 +14,7 @@ use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
+use tokio::sync::watch;
 
 use crate::gpu_resources::requests_gpu;
 use crate::metrics::Metrics;
@@ -28,7 +28,10 @@ pub struct ClusterCache {
     statuses: Store<GpuNodeStatus>,
     nodes: Store<Node>,
     pods: Store<Pod>,
-    ready: Arc<AtomicBool>,
+    /// True once every store has seen its first full list. The one place that waits on the stores themselves:
+    /// a store's readiness signal wakes only the waiter that polled it last, so a tool call that gave up waiting
+    /// would otherwise leave every earlier waiter asleep forever (and `/readyz` at 503). Everyone else waits here.
+    ready: Arc<watch::Sender<bool>>,
 }
 
 impl Debug for ClusterCache {
@@ -55,8 +58,18 @@ impl ClusterCache {
         let statuses = spawn_reflector(Api::all(client.clone()), STATUSES, name, metrics);
         let nodes = spawn_reflector(Api::all(client.clone()), NODES, name, metrics);
         let pods = spawn_reflector(Api::all(client.clone()), PODS, name, metrics);
+        ClusterCache::from_stores(name, statuses, nodes, pods)
+    }
+
+    /// A cache over stores that their writers fill (needs a tokio runtime): ready once each has seen a full list.
+    pub fn from_stores(
+        name: &str,
+        statuses: Store<GpuNodeStatus>,
+        nodes: Store<Node>,
+        pods: Store<Pod>,
+    ) -> ClusterCache {
         let cache =
-            ClusterCache { name: name.to_string(), statuses, nodes, pods, ready: Arc::new(AtomicBool::new(false)) };
+            ClusterCache { name: name.to_string(), statuses, nodes, pods, ready: Arc::new(watch::Sender::new(false)) };
         let waiting = cache.clone();
         tokio::spawn(async move {
             let (a, b, c) = future::join3(
@@ -66,7 +79,7 @@ impl ClusterCache {
             )
             .await;
             if a.is_ok() && b.is_ok() && c.is_ok() {
-                waiting.ready.store(true, Ordering::Release);
+                waiting.ready.send_replace(true);
                 tracing::info!(
                     cluster = %waiting.name,
                     gpu_node_statuses = waiting.statuses.len(),
@@ -87,7 +100,7 @@ impl ClusterCache {
             statuses: filled_store(statuses, STATUSES),
             nodes: filled_store(nodes, NODES),
             pods: filled_store(pods, PODS),
-            ready: Arc::new(AtomicBool::new(true)),
+            ready: Arc::new(watch::Sender::new(true)),
         }
     }
 
@@ -98,20 +111,13 @@ impl ClusterCache {
 
     /// Whether every store has seen its first full list.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        *self.ready.borrow()
     }
 
-    /// Wait up to `limit` for the first full lists; true when ready.
+    /// Wait up to `limit` for the first full lists; true when ready. Any number of callers may wait and give up.
     pub async fn wait_ready(&self, limit: Duration) -> bool {
-        if self.is_ready() {
-            return true;
-        }
-        let all = future::join3(
-            self.statuses.wait_until_ready(),
-            self.nodes.wait_until_ready(),
-            self.pods.wait_until_ready(),
-        );
-        matches!(tokio::time::timeout(limit, all).await, Ok((Ok(()), Ok(()), Ok(()))))
+        let mut ready = self.ready.subscribe();
+        matches!(tokio::time::timeout(limit, ready.wait_for(|r| *r)).await, Ok(Ok(_)))
     }
 
     /// Objects per kind, for logs and metrics: (GpuNodeStatus, Node, Pod).
@@ -173,4 +179,46 @@ where
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);
     reader
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty<K: Resource<DynamicType = ()> + Clone + 'static>() -> (Writer<K>, Store<K>) {
+        let writer = Writer::<K>::default();
+        let reader = writer.as_reader();
+        (writer, reader)
+    }
+
+    #[tokio::test]
+    async fn readiness_survives_callers_that_gave_up_waiting_during_warm_up() {
+        let (mut statuses, s) = empty::<GpuNodeStatus>();
+        let (mut nodes, n) = empty::<Node>();
+        let (mut pods, p) = empty::<Pod>();
+        let cache = ClusterCache::from_stores("c", s, n, p);
+        // Let the readiness task start waiting first, then have tool calls wait and give up, as they do while the
+        // API server is unreachable.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for _ in 0..3 {
+            assert!(!cache.wait_ready(Duration::from_millis(20)).await);
+        }
+        assert!(!cache.is_ready());
+        // The first lists complete.
+        statuses.apply_watcher_event(&watcher::Event::Init);
+        statuses.apply_watcher_event(&watcher::Event::InitDone);
+        nodes.apply_watcher_event(&watcher::Event::Init);
+        nodes.apply_watcher_event(&watcher::Event::InitDone);
+        pods.apply_watcher_event(&watcher::Event::Init);
+        pods.apply_watcher_event(&watcher::Event::InitDone);
+        // `/readyz` reads is_ready: it must turn true by itself, with no caller waiting.
+        let flipped = tokio::time::timeout(Duration::from_secs(2), async {
+            while !cache.is_ready() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(flipped.is_ok(), "the cache never became ready");
+        assert!(cache.wait_ready(Duration::from_millis(1)).await);
+    }
 }

@@ -31,14 +31,16 @@ pub enum ToolError {
         known: usize,
     },
     /// No GPU with that index or UUID where it was looked for.
-    #[error("no GPU \"{gpu}\" {where_}.{} Pass an index (0, 1, ...) with node_name, or a full or leading part of a \
-             UUID (\"GPU-5a4c...\").", available_gpus(.available))]
+    #[error("no GPU \"{gpu}\" {where_}.{}{} Pass an index (0, 1, ...) with node_name, or a full or leading part of a \
+             UUID (\"GPU-5a4c...\").", suggestion(.close), available_gpus(.available))]
     UnknownGpu {
         /// The selector asked for.
         gpu: String,
         /// Where it was looked for ("on node n1", "in cluster c").
         where_: String,
-        /// The GPUs that exist there (bounded).
+        /// GPUs whose UUID looks like the one asked for, with their node (bounded).
+        close: Vec<String>,
+        /// The GPUs that exist there (bounded; empty fleet-wide, where they are too many to list).
         available: Vec<String>,
     },
     /// No cluster of that name is configured.

@@ -128,7 +128,9 @@ impl Facade {
         description = "XID error analysis: the XID history with NVIDIA's catalog meaning, class, severity and \
                        recommended action; counts by code and node; flags patterns (the same GPU repeating a code; \
                        one code on many nodes at once, which points at a driver, fabric or power cause). Filter by \
-                       node_name, gpu, code, severity (info/warning/critical) and since ('2h' or an RFC 3339 time).",
+                       node_name, gpu, code, severity (info/warning/critical) and since ('2h' or an RFC 3339 time); with \
+                       since, counts are what is provably inside the window, and at_least marks a lower bound (a \
+                       history that began before the window).",
         annotations(title = "XID error analysis", read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<XidAnalysis>()
     )]
@@ -253,9 +255,11 @@ impl Facade {
         name = "gpu-health-check",
         description = "Check GPU health (fleet-wide, or one node) and report problems with actions"
     )]
-    async fn gpu_health_check(&self, Parameters(args): Parameters<prompts::HealthCheckArgs>) -> GetPromptResult {
-        GetPromptResult::new(vec![PromptMessage::new_text(Role::User, prompts::health_check(&args))])
-            .with_description("GPU health check")
+    async fn gpu_health_check(
+        &self,
+        Parameters(args): Parameters<prompts::HealthCheckArgs>,
+    ) -> Result<GetPromptResult, ErrorData> {
+        prompt_result(prompts::health_check(&args), "GPU health check")
     }
 
     /// Diagnose XID errors, optionally for one node and time range.
@@ -263,23 +267,49 @@ impl Facade {
         name = "diagnose-xid-errors",
         description = "Diagnose NVIDIA XID errors (optionally one node, a time range)"
     )]
-    async fn diagnose_xid_errors(&self, Parameters(args): Parameters<prompts::XidDiagnosisArgs>) -> GetPromptResult {
-        GetPromptResult::new(vec![PromptMessage::new_text(Role::User, prompts::xid_diagnosis(&args))])
-            .with_description("XID error diagnosis")
+    async fn diagnose_xid_errors(
+        &self,
+        Parameters(args): Parameters<prompts::XidDiagnosisArgs>,
+    ) -> Result<GetPromptResult, ErrorData> {
+        prompt_result(prompts::xid_diagnosis(&args), "XID error diagnosis")
     }
 
     /// Triage one GPU node for an incident.
     #[prompt(name = "gpu-triage", description = "Triage one GPU node for an incident and recommend an action")]
-    async fn gpu_triage(&self, Parameters(args): Parameters<prompts::TriageArgs>) -> GetPromptResult {
-        GetPromptResult::new(vec![PromptMessage::new_text(Role::User, prompts::triage(&args))])
-            .with_description("GPU node triage")
+    async fn gpu_triage(
+        &self,
+        Parameters(args): Parameters<prompts::TriageArgs>,
+    ) -> Result<GetPromptResult, ErrorData> {
+        prompt_result(prompts::triage(&args), "GPU node triage")
+    }
+}
+
+/// A prompt's text as a user message, or an invalid-params error naming the argument at fault.
+fn prompt_result(
+    text: Result<String, prompts::PromptArgError>,
+    description: &str,
+) -> Result<GetPromptResult, ErrorData> {
+    match text {
+        Ok(text) => {
+            Ok(GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)]).with_description(description))
+        }
+        Err(e) => Err(ErrorData::invalid_params(e.to_string(), Some(serde_json::json!({ "argument": e.argument() })))),
     }
 }
 
 impl Facade {
-    fn node_resources(&self) -> Vec<Resource> {
+    /// Every cluster's GpuNodeStatus objects as resources. Waits for caches still syncing, like a tool call, so
+    /// a client that lists right after connecting is not handed a list missing every node.
+    async fn node_resources(&self) -> Vec<Resource> {
         let mut out = Vec::new();
         for (i, cache) in self.clusters.all().iter().enumerate() {
+            if !cache.wait_ready(WARMUP_WAIT).await {
+                tracing::warn!(
+                    cluster = cache.name(),
+                    "resources/list while the cache is still syncing: its nodes are left out"
+                );
+                continue;
+            }
             let snap = cache.snapshot(Timestamp::now());
             for o in snap.statuses() {
                 let name = o.name_any();
@@ -297,8 +327,15 @@ impl Facade {
         out
     }
 
-    fn read_node(&self, cluster: Option<&str>, node: &str, uri: &str) -> Result<ReadResourceResult, ErrorData> {
+    async fn read_node(&self, cluster: Option<&str>, node: &str, uri: &str) -> Result<ReadResourceResult, ErrorData> {
         let cache = self.clusters.get(cluster).map_err(|e| ErrorData::resource_not_found(e.to_string(), None))?;
+        // Not "not found": the node may well exist; the cache cannot tell yet.
+        if !cache.wait_ready(WARMUP_WAIT).await {
+            return Err(ErrorData::internal_error(
+                ToolError::NotReady { cluster: cache.name().to_string() }.to_string(),
+                Some(serde_json::json!({ "uri": uri })),
+            ));
+        }
         let snap = cache.snapshot(Timestamp::now());
         let Some(o) = snap.status(node) else {
             let names: Vec<String> = snap.statuses().iter().map(|o| o.name_any()).collect();
@@ -358,7 +395,7 @@ impl ServerHandler for Facade {
                 )
                 .with_mime_type("application/json"),
         ];
-        all.extend(self.node_resources());
+        all.extend(self.node_resources().await);
         let start = match request.as_ref().and_then(|r| r.cursor.as_deref()) {
             None => 0,
             Some(c) => {
@@ -405,7 +442,7 @@ impl ServerHandler for Facade {
                     .map_err(|e| ErrorData::internal_error(format!("cannot serialize the XID catalog: {e}"), None))?;
                 ReadResourceResult::new(vec![ResourceContents::text(text, uri).with_mime_type("application/json")])
             }
-            Some(ResourceId::Node { cluster, node }) => self.read_node(cluster.as_deref(), &node, uri)?,
+            Some(ResourceId::Node { cluster, node }) => self.read_node(cluster.as_deref(), &node, uri).await?,
             None => {
                 return Err(ErrorData::resource_not_found(
                     format!("unknown resource \"{uri}\"; this server serves {XID_CATALOG_URI} and {NODE_TEMPLATE}"),
@@ -657,6 +694,16 @@ mod tests {
             other => panic!("unexpected content {other:?}"),
         };
         assert!(text.starts_with("Triage GPU node gpu-b for incident INC-7."), "{text}");
+        let e = client
+            .get_prompt(
+                GetPromptRequestParams::new("gpu-triage").with_arguments(args(json!({"node": "n".repeat(300)}))),
+            )
+            .await
+            .expect_err("an overlong node name is refused");
+        let rmcp::ServiceError::McpError(data) = &e else { panic!("expected a JSON-RPC error, got {e:?}") };
+        assert_eq!(data.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+        assert_eq!(data.message, "prompt argument `node` is 300 characters long; at most 253 are accepted");
+        assert_eq!(data.data, Some(json!({"argument": "node"})));
 
         let resources = client.list_all_resources().await.expect("resources");
         let uris: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();

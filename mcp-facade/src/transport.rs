@@ -3,12 +3,18 @@
 //!
 //! HTTP is stateless (no in-memory sessions, so any replica behind a Service can answer any request), validates
 //! `Host` against an allow-list and `Origin` against another (DNS-rebinding and cross-site protection), caps
-//! request bodies, and optionally requires a bearer token.
+//! request bodies, optionally requires a bearer token, and answers a body that is no JSON-RPC message with a
+//! JSON-RPC error (rmcp alone answers such bodies with a plain-text 415).
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use rmcp::ServiceExt;
 use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
@@ -70,11 +76,85 @@ pub fn mcp_router(facade: Facade, guards: &HttpGuards) -> (Router, Stop) {
     let cancel = config.cancellation_token.clone();
     let service =
         StreamableHttpService::new(move || Ok(facade.clone()), Arc::new(NeverSessionManager::default()), config);
-    let mut router = Router::new().nest_service("/mcp", service);
+    let mut router = Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(guards.max_body_bytes, jsonrpc_errors));
+    // Added last, so it runs first: an unauthenticated client cannot even make the server buffer its body.
     if let Some(token) = guards.token.clone() {
         router = router.layer(axum::middleware::from_fn_with_state(token, auth::require));
     }
     (router, Box::new(move || cancel.cancel()))
+}
+
+/// The start of rmcp's plain-text answer to a JSON body that is no JSON-RPC message.
+const RMCP_NOT_JSONRPC: &[u8] = b"fail to deserialize request body";
+/// JSON-RPC 2.0: the body is not JSON.
+const PARSE_ERROR: i64 = -32700;
+/// JSON-RPC 2.0: the JSON is not a valid request object.
+const INVALID_REQUEST: i64 = -32600;
+
+/// axum middleware on `/mcp`: a POST whose JSON body does not parse gets HTTP 400 with a JSON-RPC Parse error
+/// (-32700), one whose JSON is no JSON-RPC message gets 400 with Invalid Request (-32600), as JSON-RPC 2.0 and the
+/// other MCP SDKs answer; everything else reaches rmcp unchanged.
+async fn jsonrpc_errors(State(max_body_bytes): State<usize>, request: Request, next: Next) -> Response {
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    // Other methods carry no body; another content type is rmcp's to refuse (415).
+    if request.method() != Method::POST || !is_json {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e).is_some_and(|s| s.to_string() == "length limit exceeded");
+            return if too_large {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Payload Too Large: request body exceeds {max_body_bytes} bytes"),
+                )
+                    .into_response()
+            } else {
+                (StatusCode::BAD_REQUEST, format!("Bad Request: cannot read the request body: {e}")).into_response()
+            };
+        }
+    };
+    let id = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(value) => value.get("id").filter(|id| id.is_string() || id.is_number()).cloned(),
+        Err(e) => return jsonrpc_error(None, PARSE_ERROR, format!("Parse error: the body is not JSON: {e}")),
+    };
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
+    }
+    let (head, body) = response.into_parts();
+    // rmcp's refusals are one short line; anything longer is passed on as it was.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    if !text.starts_with(RMCP_NOT_JSONRPC) {
+        return Response::from_parts(head, Body::from(text));
+    }
+    let detail = String::from_utf8_lossy(&text[RMCP_NOT_JSONRPC.len()..]).trim().to_string();
+    jsonrpc_error(
+        id,
+        INVALID_REQUEST,
+        format!("Invalid Request: the body is JSON but no JSON-RPC 2.0 request, notification or response ({detail})"),
+    )
+}
+
+/// HTTP 400 carrying a JSON-RPC error object.
+fn jsonrpc_error(id: Option<serde_json::Value>, code: i64, message: String) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id.unwrap_or(serde_json::Value::Null),
+        "error": { "code": code, "message": message },
+    });
+    let mut response = (StatusCode::BAD_REQUEST, Bytes::from(body.to_string())).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 /// Serve MCP over stdin/stdout until the client closes stdin or `shutdown` resolves. Logs must go to stderr.
@@ -93,4 +173,76 @@ pub async fn serve_stdio(facade: Facade, shutdown: impl Future<Output = ()>) -> 
         () = shutdown => cancel.cancel(),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use serde_json::{Value, json};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::clusters::Clusters;
+    use crate::metrics::Metrics;
+
+    async fn serve(guards: HttpGuards) -> SocketAddr {
+        let (router, _stop) = mcp_router(Facade::new(Clusters::none(), Metrics::unregistered()), &guards);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr
+    }
+
+    /// A raw POST /mcp: status, and the body parsed as JSON when it is JSON (else as a string).
+    async fn post(addr: SocketAddr, content_type: &str, body: &str) -> (u16, Value) {
+        let request = format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: {content_type}\r\nAccept: \
+             application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).await.expect("read");
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (status, serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string())))
+    }
+
+    #[tokio::test]
+    async fn bodies_that_are_no_json_rpc_get_json_rpc_errors_and_the_server_keeps_serving() {
+        let addr = serve(HttpGuards::default()).await;
+        let (status, body) = post(addr, "application/json", "{not json").await;
+        assert_eq!(status, 400);
+        assert_eq!((body["jsonrpc"].clone(), body["id"].clone()), (json!("2.0"), Value::Null), "{body}");
+        assert_eq!(body["error"]["code"], PARSE_ERROR, "{body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| m.starts_with("Parse error: the body is not JSON")));
+
+        let (status, body) = post(addr, "application/json", r#"{"jsonrpc":"2.0","id":7,"method":17}"#).await;
+        assert_eq!(status, 400);
+        assert_eq!((body["id"].clone(), body["error"]["code"].clone()), (json!(7), json!(INVALID_REQUEST)), "{body}");
+        let (status, body) = post(addr, "application/json", "[1, 2]").await;
+        assert_eq!((status, body["error"]["code"].clone()), (400, json!(INVALID_REQUEST)), "{body}");
+
+        // Not JSON at all is rmcp's to refuse, as it always did.
+        let (status, body) = post(addr, "text/plain", "hello").await;
+        assert_eq!(status, 415, "{body}");
+        assert_eq!(body, json!("Unsupported Media Type: Content-Type must be application/json"));
+
+        let ping =
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"explain_xid","arguments":{"code":79}}}"#;
+        let (status, body) = post(addr, "application/json", ping).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["result"]["structuredContent"]["explanation"]["catalog"]["code"], 79, "{body}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_refused_before_parsing() {
+        let addr = serve(HttpGuards { max_body_bytes: 1024, ..HttpGuards::default() }).await;
+        let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(2048));
+        let (status, body) = post(addr, "application/json", &big).await;
+        assert_eq!(status, 413, "{body}");
+        assert_eq!(body, json!("Payload Too Large: request body exceeds 1024 bytes"));
+    }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::args::GpuSelector;
 use crate::error::ToolError;
 use crate::gpu_resources::{node_allocatable, node_capacity};
+use crate::matching::{MAX_SUGGESTIONS, close_prefix_matches};
 use crate::snapshot::{NodeRef, Snapshot};
 use crate::time::rfc3339;
 
@@ -161,9 +162,14 @@ pub fn select_gpus(
                 .map(|g| (n.name.clone(), g.clone()))
                 .collect();
             if chosen.is_empty() {
+                let close = match selector {
+                    GpuSelector::Uuid(wanted) => close_gpus(wanted, gpus.iter().map(|g| (n.name.as_str(), g))),
+                    GpuSelector::Index(_) => Vec::new(),
+                };
                 return Err(ToolError::UnknownGpu {
                     gpu: selector.label(),
                     where_: format!("on node {}", n.name),
+                    close,
                     available: gpus
                         .iter()
                         .take(16)
@@ -195,15 +201,41 @@ pub fn select_gpus(
                 })
                 .collect();
             if chosen.is_empty() {
+                let wanted = match selector {
+                    GpuSelector::Uuid(u) => u.as_str(),
+                    GpuSelector::Index(_) => "",
+                };
+                let statuses = snap.statuses();
+                let fleet: Vec<(String, GpuRef)> = statuses
+                    .iter()
+                    .flat_map(|o| {
+                        let name = o.name_any();
+                        o.status.as_ref().map(gpus_of).unwrap_or_default().into_iter().map(move |g| (name.clone(), g))
+                    })
+                    .collect();
                 return Err(ToolError::UnknownGpu {
                     gpu: selector.label(),
                     where_: format!("in cluster {}", snap.cluster()),
+                    close: close_gpus(wanted, fleet.iter().map(|(n, g)| (n.as_str(), g))),
                     available: Vec::new(),
                 });
             }
             Ok(chosen)
         }
     }
+}
+
+/// GPUs whose UUID starts like `wanted`, as "UUID (node n, GPU i)", best first.
+fn close_gpus<'a>(wanted: &str, gpus: impl Iterator<Item = (&'a str, &'a GpuRef)>) -> Vec<String> {
+    let gpus: Vec<(&str, &GpuRef, &str)> =
+        gpus.filter_map(|(node, g)| g.uuid.as_deref().map(|u| (node, g, u))).collect();
+    close_prefix_matches(wanted, gpus.iter().map(|(_, _, u)| *u), MAX_SUGGESTIONS)
+        .into_iter()
+        .filter_map(|uuid| {
+            let (node, g, _) = gpus.iter().find(|(_, _, u)| *u == uuid)?;
+            Some(format!("{uuid} (node {node}, {})", g.label()))
+        })
+        .collect()
 }
 
 /// A condition, trimmed to what a reader needs.
@@ -417,6 +449,33 @@ mod tests {
         );
         let by_uuid = select_gpus(&snap, None, &GpuSelector::Uuid("gpu-n2-1".into())).expect("uuid");
         assert_eq!(by_uuid[0].0, "n2");
+    }
+
+    #[test]
+    fn an_unknown_uuid_fleet_wide_names_the_gpus_whose_uuid_it_resembles() {
+        let snap = snapshot(vec![healthy("node-a", 2), healthy("node-b", 2)], vec![], vec![]);
+        // "GPU-node-b-1" with a character dropped.
+        let e = select_gpus(&snap, None, &GpuSelector::Uuid("gpu-node-b1".into())).expect_err("no such GPU");
+        let ToolError::UnknownGpu { close, available, .. } = &e else { panic!("{e:?}") };
+        assert_eq!(close[0], "GPU-node-b-1 (node node-b, GPU 1)", "{close:?}");
+        assert!(available.is_empty());
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "no GPU \"gpu-node-b1\" in cluster test. Did you mean: GPU-node-b-1 (node node-b, GPU 1),"
+            ),
+            "{text}"
+        );
+        // On one node, the same help.
+        let n1 = snap.require_node("node-a").expect("node-a");
+        let e = select_gpus(&snap, Some(&n1), &GpuSelector::Uuid("gpu-node-a-7".into())).expect_err("no GPU 7");
+        let ToolError::UnknownGpu { close, .. } = &e else { panic!("{e:?}") };
+        assert_eq!(close, &["GPU-node-a-0 (node node-a, GPU 0)", "GPU-node-a-1 (node node-a, GPU 1)"]);
+        // Nothing alike: no suggestions, still the way out.
+        let e = select_gpus(&snap, None, &GpuSelector::Uuid("gpu-ffffffff-0000".into())).expect_err("unknown");
+        let ToolError::UnknownGpu { close, .. } = &e else { panic!("{e:?}") };
+        assert!(close.is_empty(), "{close:?}");
+        assert!(e.to_string().contains("Pass an index"), "{e}");
     }
 
     #[test]

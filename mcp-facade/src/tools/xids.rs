@@ -59,7 +59,8 @@ pub struct XidAnalysis {
     /// Cluster answered for.
     pub cluster: String,
     /// The time window: "last 2h", "since ...", or "all retained history" (per node: the 64 most recent
-    /// (GPU, code) totals and 32 newest events).
+    /// (GPU, code) totals and 32 newest events). With a window, counts are what is provably inside it; see
+    /// `totals.at_least`.
     pub window: String,
     /// Totals over everything selected.
     pub totals: XidTotals,
@@ -79,9 +80,15 @@ pub struct XidAnalysis {
 /// Totals over the selection.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct XidTotals {
-    /// XID occurrences: the counts of every (GPU, code) total last seen in the window (a count covers the total's
-    /// whole history since its first_seen).
+    /// XID occurrences provably inside the window (with no window: all retained history). Exact unless
+    /// `at_least` is true.
     pub occurrences: u64,
+    /// True when `occurrences` is a lower bound: some (GPU, code) totals began before the window and were last seen
+    /// inside it, and the retained raw events cannot tell how many of their occurrences fall inside.
+    pub at_least: bool,
+    /// With `at_least`: the most there can be (those totals counted whole).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_most: Option<u64>,
     /// Nodes with XIDs.
     pub nodes: usize,
     /// GPUs with XIDs.
@@ -96,8 +103,10 @@ pub struct XidCodeSummary {
     /// What the code means (catalog).
     #[serde(flatten)]
     pub meaning: XidMeaning,
-    /// Occurrences.
+    /// Occurrences provably in the window.
     pub occurrences: u64,
+    /// True when `occurrences` is a lower bound (a total straddles the window's start).
+    pub at_least: bool,
     /// Nodes that logged it.
     pub nodes: usize,
     /// GPUs that logged it.
@@ -111,8 +120,10 @@ pub struct XidCodeSummary {
 pub struct XidNodeSummary {
     /// Node name.
     pub node: String,
-    /// Occurrences.
+    /// Occurrences provably in the window.
     pub occurrences: u64,
+    /// True when `occurrences` is a lower bound (a total straddles the window's start).
+    pub at_least: bool,
     /// Most severe code's severity.
     pub worst_severity: String,
     /// Codes seen, ascending.
@@ -147,8 +158,10 @@ pub struct XidPattern {
     /// The GPU, for a repeating GPU.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuRef>,
-    /// Occurrences involved.
+    /// Occurrences involved, provably in the window.
     pub occurrences: u64,
+    /// True when `occurrences` is a lower bound (a total straddles the window's start).
+    pub at_least: bool,
 }
 
 /// One raw XID event.
@@ -183,25 +196,63 @@ impl Answer for XidAnalysis {
         let mut lines: Vec<String> = self.patterns.iter().take(3).map(|p| p.summary.clone()).collect();
         lines.extend(self.by_code.iter().take(3).map(|c| {
             format!(
-                "XID {} {} ({}): {} on {}",
+                "XID {} {} ({}): {}{} on {}",
                 c.meaning.code,
                 c.meaning.mnemonic,
                 c.meaning.severity,
+                at_least_prefix(c.at_least),
                 plural(c.occurrences as usize, "occurrence"),
                 plural(c.nodes, "node")
             )
         }));
+        if let Some(most) = self.totals.at_most.filter(|_| self.totals.at_least) {
+            lines.push(format!(
+                "Counts are lower bounds: some (GPU, code) totals began before the window ({}); with them counted \
+                 whole there are at most {most} occurrences.",
+                self.window
+            ));
+        }
         lines
     }
 }
 
-/// One (node, GPU, code) total that passed the filters.
+fn at_least_prefix(at_least: bool) -> &'static str {
+    if at_least { "at least " } else { "" }
+}
+
+/// One (node, GPU, code) total that passed the filters, with what of it falls in the window.
 struct Row {
     node: String,
     gpu: GpuRef,
     code: u32,
-    count: u64,
+    /// Occurrences provably in the window (all of them without a window).
+    occurrences: u64,
+    /// The most that can be in the window (the whole count when the total straddles the window's start).
+    at_most: u64,
     last_seen: Timestamp,
+}
+
+impl Row {
+    fn at_least(&self) -> bool {
+        self.occurrences < self.at_most
+    }
+}
+
+/// How many of a total's `count` occurrences are provably at or after `start`.
+///
+/// A total only carries its first and last time, so when it began before the window and was last seen inside it,
+/// its count cannot be split. What can be proven: the last occurrence is inside; so is every raw event of the
+/// node's ring inside the window; and when the ring reaches back before the window (it keeps the node's newest
+/// events, dropping the oldest first), it holds every occurrence inside the window, so its count is exact.
+/// Returns (provable, at most).
+fn in_window(count: u64, first_seen: Timestamp, start: Timestamp, raw_in_window: u64, ring_covers: bool) -> (u64, u64) {
+    if first_seen >= start || raw_in_window >= count {
+        return (count, count);
+    }
+    if ring_covers && raw_in_window >= 1 {
+        return (raw_in_window, raw_in_window);
+    }
+    (raw_in_window.max(1).min(count), count)
 }
 
 struct Filters<'a> {
@@ -257,9 +308,24 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
         let name = o.name_any();
         for t in &xids.totals {
             let gpu = gpu_at(s, &t.pci_bus_id, t.gpu_uuid.as_deref());
-            if filters.keep(&name, &gpu, t.code, t.last_seen.0) {
-                rows.push(Row { node: name.clone(), gpu, code: t.code, count: t.count, last_seen: t.last_seen.0 });
+            if !filters.keep(&name, &gpu, t.code, t.last_seen.0) {
+                continue;
             }
+            let (occurrences, at_most) = match filters.window {
+                None => (t.count, t.count),
+                Some(w) => {
+                    let raw = xids
+                        .recent
+                        .iter()
+                        .filter(|e| {
+                            e.code == t.code && e.time.0 >= w.start && e.pci_bus_id.eq_ignore_ascii_case(&t.pci_bus_id)
+                        })
+                        .count() as u64;
+                    let ring_covers = xids.recent.iter().any(|e| e.time.0 < w.start);
+                    in_window(t.count, t.first_seen.0, w.start, raw, ring_covers)
+                }
+            };
+            rows.push(Row { node: name.clone(), gpu, code: t.code, occurrences, at_most, last_seen: t.last_seen.0 });
         }
         for e in &xids.recent {
             let gpu = gpu_at(s, &e.pci_bus_id, e.gpu_uuid.as_deref());
@@ -286,8 +352,11 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
         }
     }
 
+    let at_least = rows.iter().any(Row::at_least);
     let totals = XidTotals {
-        occurrences: rows.iter().map(|r| r.count).sum(),
+        occurrences: rows.iter().map(|r| r.occurrences).sum(),
+        at_least,
+        at_most: at_least.then(|| rows.iter().map(|r| r.at_most).sum()),
         nodes: rows.iter().map(|r| &r.node).collect::<BTreeSet<_>>().len(),
         gpus: rows.iter().map(|r| (&r.node, &r.gpu.pci_bus_id)).collect::<BTreeSet<_>>().len(),
         codes: rows.iter().map(|r| r.code).collect::<BTreeSet<_>>().len(),
@@ -317,9 +386,15 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
     let (verdict, action) = match by_code.first() {
         None => (format!("No XIDs {scope} ({window_label}) match."), "None needed.".to_string()),
         Some(worst) => {
+            let count = match totals.at_most.filter(|_| totals.at_least) {
+                Some(most) => format!(
+                    "At least {} (up to {most}: some began before the window)",
+                    plural(totals.occurrences as usize, "XID occurrence")
+                ),
+                None => plural(totals.occurrences as usize, "XID occurrence"),
+            };
             let verdict = format!(
-                "{} {scope} on {} ({}), {window_label}; most severe: XID {} {} ({}) on {}.",
-                plural(totals.occurrences as usize, "XID occurrence"),
+                "{count} {scope} on {} ({}), {window_label}; most severe: XID {} {} ({}) on {}.",
                 plural(totals.gpus, "GPU"),
                 plural(totals.nodes, "node"),
                 worst.meaning.code,
@@ -371,7 +446,8 @@ fn code_summaries(rows: &[Row]) -> Vec<XidCodeSummary> {
                 severity(code),
                 XidCodeSummary {
                     meaning: meaning(code),
-                    occurrences: rs.iter().map(|r| r.count).sum(),
+                    occurrences: rs.iter().map(|r| r.occurrences).sum(),
+                    at_least: rs.iter().any(|r| r.at_least()),
                     nodes: rs.iter().map(|r| &r.node).collect::<BTreeSet<_>>().len(),
                     gpus: rs.iter().map(|r| (&r.node, &r.gpu.pci_bus_id)).collect::<BTreeSet<_>>().len(),
                     last_seen: last.to_string(),
@@ -400,7 +476,8 @@ fn node_summaries(rows: &[Row]) -> Vec<XidNodeSummary> {
                 worst,
                 XidNodeSummary {
                     node: node.to_string(),
-                    occurrences: rs.iter().map(|r| r.count).sum(),
+                    occurrences: rs.iter().map(|r| r.occurrences).sum(),
+                    at_least: rs.iter().any(|r| r.at_least()),
                     worst_severity: worst.as_str().to_string(),
                     codes: rs.iter().map(|r| r.code).collect::<BTreeSet<_>>().into_iter().collect(),
                     last_seen: rs.iter().map(|r| r.last_seen).max().unwrap_or_default().to_string(),
@@ -437,11 +514,9 @@ fn patterns(rows: &[Row]) -> Vec<XidPattern> {
         let burst = &times[best.0..best.1];
         if burst.len() >= FLEET_NODES {
             let m = meaning(*code);
-            let occurrences = rows
-                .iter()
-                .filter(|r| r.code == *code && burst.iter().any(|(_, n)| *n == r.node))
-                .map(|r| r.count)
-                .sum();
+            let involved = || rows.iter().filter(|r| r.code == *code && burst.iter().any(|(_, n)| *n == r.node));
+            let occurrences = involved().map(|r| r.occurrences).sum();
+            let at_least = involved().any(Row::at_least);
             out.push((
                 severity(*code),
                 occurrences,
@@ -459,12 +534,13 @@ fn patterns(rows: &[Row]) -> Vec<XidPattern> {
                     nodes: burst.iter().take(10).map(|(_, n)| n.to_string()).collect(),
                     gpu: None,
                     occurrences,
+                    at_least,
                 },
             ));
         }
     }
-    // The same GPU repeating a code.
-    for r in rows.iter().filter(|r| r.count >= REPEAT_THRESHOLD) {
+    // The same GPU repeating a code: only what provably repeated inside the window counts.
+    for r in rows.iter().filter(|r| r.occurrences >= REPEAT_THRESHOLD) {
         let m = meaning(r.code);
         let advice = if m.class == "application" {
             "if different workloads hit it, suspect the GPU rather than the application"
@@ -473,23 +549,25 @@ fn patterns(rows: &[Row]) -> Vec<XidPattern> {
         };
         out.push((
             severity(r.code),
-            r.count,
+            r.occurrences,
             XidPattern {
                 kind: PatternKind::RepeatingGpu,
                 code: r.code,
                 severity: m.severity.clone(),
                 // The catalog's action is in by_code already; a fleet can have many repeating GPUs.
                 summary: format!(
-                    "{} {} logged XID {} ({}) {} times: {advice}.",
+                    "{} {} logged XID {} ({}) {}{} times: {advice}.",
                     r.node,
                     r.gpu.label(),
                     r.code,
                     m.mnemonic,
-                    r.count
+                    at_least_prefix(r.at_least()),
+                    r.occurrences
                 ),
                 nodes: vec![r.node.clone()],
                 gpu: Some(r.gpu.clone()),
-                occurrences: r.count,
+                occurrences: r.occurrences,
+                at_least: r.at_least(),
             },
         ));
     }
@@ -516,7 +594,7 @@ mod tests {
     #[test]
     fn fleet_analysis_counts_explains_and_flags_both_patterns() {
         let r = answer(&fleet(), &XidArgs::default()).expect("answer");
-        assert_eq!(r.totals, XidTotals { occurrences: 9, nodes: 4, gpus: 5, codes: 3 });
+        assert_eq!(r.totals, XidTotals { occurrences: 9, at_least: false, at_most: None, nodes: 4, gpus: 5, codes: 3 });
         assert_eq!(r.window, "all retained history");
         let codes: Vec<u32> = r.by_code.iter().map(|c| c.meaning.code).collect();
         assert_eq!(codes, [79, 48, 13], "critical first (79 on 3 nodes before 48 on 1), then warning");
@@ -540,6 +618,8 @@ mod tests {
         let r = answer(&fleet(), &XidArgs { since: Some("2h".into()), ..Default::default() }).expect("answer");
         assert_eq!(r.window, "last 2h");
         assert!(r.by_code.iter().all(|c| c.meaning.code != 48), "48 is five days old");
+        // The three 79s are single occurrences inside the window; a's 13 began yesterday: only its last counts.
+        assert_eq!((r.totals.occurrences, r.totals.at_least, r.totals.at_most), (4, true, Some(8)));
         let r =
             answer(&fleet(), &XidArgs { severity: Some(SeverityArg::Critical), ..Default::default() }).expect("answer");
         assert_eq!(r.by_code.iter().map(|c| c.meaning.code).collect::<Vec<_>>(), [79, 48]);
@@ -549,6 +629,85 @@ mod tests {
         let r = answer(&fleet(), &args).expect("answer");
         assert_eq!(r.by_code.iter().map(|c| c.meaning.code).collect::<Vec<_>>(), [79]);
         assert!(r.action.starts_with("a GPU 2: "), "{}", r.action);
+    }
+
+    /// A node whose XID 13 total began two days ago and was last seen 30 minutes ago, `count` times in all, with
+    /// these raw events in its ring (newest first).
+    fn straddling(count: u64, raw: &[&str]) -> Snapshot {
+        let mut o = with_xid(healthy("s", 8), 1, 13, count, "2026-11-23T12:00:00Z", "2026-11-25T11:30:00Z");
+        if let Some(x) = o.status.as_mut().and_then(|s| s.xids.as_mut()) {
+            let template = x.recent[0].clone();
+            x.recent = raw
+                .iter()
+                .map(|at| gpuscope_crds::gpu_node_status::XidEvent {
+                    time: crate::status_fixtures::t(at),
+                    ..template.clone()
+                })
+                .collect();
+        }
+        snapshot(vec![o], vec![], vec![])
+    }
+
+    #[test]
+    fn a_total_that_began_before_the_window_counts_only_its_provable_occurrences_and_says_at_least() {
+        let r = answer(
+            &straddling(40, &["2026-11-25T11:30:00Z"]),
+            &XidArgs { since: Some("1h".into()), ..Default::default() },
+        )
+        .expect("answer");
+        assert_eq!(
+            r.totals,
+            XidTotals { occurrences: 1, at_least: true, at_most: Some(40), nodes: 1, gpus: 1, codes: 1 },
+            "40 occurrences over two days are not 40 in the last hour"
+        );
+        assert_eq!((r.by_code[0].occurrences, r.by_code[0].at_least), (1, true));
+        assert_eq!((r.by_node[0].occurrences, r.by_node[0].at_least), (1, true));
+        assert!(r.patterns.is_empty(), "one provable occurrence in the window is no repeat: {:?}", r.patterns);
+        assert!(
+            r.verdict.starts_with(
+                "At least 1 XID occurrence (up to 40: some began before the window) in cluster test on 1 GPU (1 node), \
+                 last 1h;"
+            ),
+            "{}",
+            r.verdict
+        );
+        let text = crate::answer::summary(&r);
+        assert!(text.contains("at least 1 occurrence on 1 node"), "{text}");
+        assert!(text.contains("Counts are lower bounds") && text.contains("at most 40 occurrences"), "{text}");
+        // The same history without a window: exact, and a repeating GPU.
+        let r = answer(&straddling(40, &["2026-11-25T11:30:00Z"]), &XidArgs::default()).expect("answer");
+        assert_eq!((r.totals.occurrences, r.totals.at_least, r.totals.at_most), (40, false, None));
+        let repeat = &r.patterns[0].summary;
+        assert!(repeat.starts_with("s GPU 1 logged XID 13 (") && repeat.contains(") 40 times:"), "{repeat}");
+    }
+
+    #[test]
+    fn raw_events_in_the_window_raise_the_lower_bound_and_a_ring_reaching_back_makes_it_exact() {
+        let since = XidArgs { since: Some("1h".into()), ..Default::default() };
+        // Three raw events inside the hour, the ring reaching back no further: at least 3, and a repeat.
+        let r =
+            answer(&straddling(40, &["2026-11-25T11:30:00Z", "2026-11-25T11:20:00Z", "2026-11-25T11:10:00Z"]), &since)
+                .expect("answer");
+        assert_eq!((r.totals.occurrences, r.totals.at_least, r.totals.at_most), (3, true, Some(40)));
+        assert_eq!((r.patterns[0].occurrences, r.patterns[0].at_least), (3, true));
+        assert!(r.patterns[0].summary.contains("at least 3 times"), "{}", r.patterns[0].summary);
+        // The ring also holds one from before the window: it keeps the newest events, so nothing in the window
+        // was dropped and the count is exact.
+        let r =
+            answer(&straddling(40, &["2026-11-25T11:30:00Z", "2026-11-25T11:20:00Z", "2026-11-25T09:00:00Z"]), &since)
+                .expect("answer");
+        assert_eq!((r.totals.occurrences, r.totals.at_least, r.totals.at_most), (2, false, None));
+        assert!(r.verdict.starts_with("2 XID occurrences in cluster test"), "{}", r.verdict);
+    }
+
+    #[test]
+    fn a_total_entirely_inside_the_window_counts_whole() {
+        // 6 occurrences, the first 50 minutes ago: all of them are in the last hour, though the ring holds one.
+        let o = with_xid(healthy("w", 8), 0, 13, 6, "2026-11-25T11:10:00Z", "2026-11-25T11:50:00Z");
+        let snap = snapshot(vec![o], vec![], vec![]);
+        let r = answer(&snap, &XidArgs { since: Some("1h".into()), ..Default::default() }).expect("answer");
+        assert_eq!(r.totals, XidTotals { occurrences: 6, at_least: false, at_most: None, nodes: 1, gpus: 1, codes: 1 });
+        assert!(r.verdict.starts_with("6 XID occurrences in cluster test"), "{}", r.verdict);
     }
 
     #[test]
