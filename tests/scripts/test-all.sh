@@ -18,6 +18,16 @@ if [[ -z ${KUBEBUILDER_ASSETS:-} ]]; then
   tests/scripts/build-control-plane.sh
 fi
 
+# The official Python MCP SDK, for the interop test (a second, independent MCP client implementation).
+cache_root=${GPUSCOPE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpuscope}
+venv="$cache_root/mcp-python-venv"
+if ! "$venv/bin/python" -c 'import mcp.client.streamable_http' 2>/dev/null; then
+  command -v python3 >/dev/null || { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3 python3-venv >/dev/null; }
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet mcp==2.3.0
+fi
+export GPUSCOPE_REQUIRE_PYTHON_MCP=1
+
 # Unit tests: every crate but the end-to-end one, one process per test.
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --exclude gpuscope-tests --no-fail-fast

@@ -1,13 +1,27 @@
-//! Child processes for tests: output to a log file, killed with the thread that started them
-//! (`PR_SET_PDEATHSIG`) or when dropped, stopped gracefully on request.
+//! Child processes for tests and the demo: output to a log file, each in a process group of its own, killed with
+//! the thread that started them (`PR_SET_PDEATHSIG`) or when dropped, stopped gracefully on request.
+//!
+//! A process group of its own keeps a terminal's Ctrl-C (SIGINT to the foreground group) away from the children:
+//! it reaches only the program that started them (the demo, a test run), which then stops them in order instead
+//! of the control plane dying under the operator mid-write.
 
 use std::fs;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::control_plane::{HarnessError, io_err, tail};
+
+/// How [`Process::stop`] went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// It exited within the grace period: by itself (a handled SIGTERM), or by SIGTERM's default action when it
+    /// had not installed a handler yet.
+    Exited(ExitStatus),
+    /// It was still running after the grace period and got SIGKILL.
+    Killed,
+}
 
 /// A running child process.
 pub struct Process {
@@ -27,11 +41,15 @@ impl Process {
             .map_err(io_err(format!("open {}", log.display())))?;
         let err = out.try_clone().map_err(io_err("clone log handle"))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it makes the kernel kill the
-        // child when the spawning thread exits, so nothing outlives a failed or killed test run.
+        // SAFETY: prctl and setpgid are async-signal-safe and touch no memory of the parent. PR_SET_PDEATHSIG makes
+        // the kernel kill the child when the spawning thread exits, so nothing outlives a failed or killed run;
+        // setpgid(0, 0) makes the child the leader of a new process group (see the module comment).
         unsafe {
             cmd.pre_exec(|| {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::setpgid(0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -63,33 +81,74 @@ impl Process {
                 component: self.name.clone(),
                 status: status.to_string(),
                 log: self.log.clone(),
-                tail: tail(&self.log, 30),
+                tail: exit_tail(&self.log, 30),
             }),
             _ => Ok(()),
         }
     }
 
-    /// SIGTERM, then wait up to `grace` before SIGKILL. Returns the exit code when it exited by itself.
-    pub fn terminate(&mut self, grace: Duration) -> Option<i32> {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            // SAFETY: sending a signal to our own child's pid has no memory effects.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let started = Instant::now();
-        while started.elapsed() < grace {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.kill();
-        None
+    /// The name given at spawn.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    /// SIGKILL and reap.
+    /// Send `signal` (e.g. `libc::SIGINT`) to the process, unless it has already been reaped.
+    pub fn signal(&mut self, signal: libc::c_int) -> std::io::Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        let pid = i32::try_from(self.child.id()).map_err(std::io::Error::other)?;
+        // SAFETY: sending a signal to our own, not yet reaped child has no memory effects; an unreaped child's pid
+        // cannot have been reused.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Wait up to `limit` for the process to exit; its status when it did. Polls, blocking the calling thread.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(50)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Stop it gracefully: SIGTERM, then wait up to `grace` before SIGKILL.
+    pub fn stop(&mut self, grace: Duration) -> Stopped {
+        if self.signal(libc::SIGTERM).is_ok()
+            && let Some(status) = self.wait_exit(grace)
+        {
+            return Stopped::Exited(status);
+        }
+        self.kill();
+        Stopped::Killed
+    }
+
+    /// [`Process::stop`], reduced to the exit code when it exited by itself: `None` when it had to be killed, or
+    /// when SIGTERM ended it before it handled the signal.
+    pub fn terminate(&mut self, grace: Duration) -> Option<i32> {
+        match self.stop(grace) {
+            Stopped::Exited(status) => status.code(),
+            Stopped::Killed => None,
+        }
+    }
+
+    /// SIGKILL (as a crash would: no cleanup in the process) and reap. The whole process group gets it, so
+    /// nothing the child started outlives it.
     pub fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait()
+            && let Ok(pid) = i32::try_from(self.child.id())
+        {
+            // SAFETY: the child is not reaped, so its pid (and its group id, which it leads) is still ours.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -99,6 +158,16 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The last `lines` lines of a log before any stack backtrace: with `RUST_BACKTRACE` set, a program that returns
+/// an error from `main` prints the message first and then dozens of frames, which would push the message out of
+/// the tail.
+fn exit_tail(log: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let before = text.rfind("\nStack backtrace:").map_or(text.as_str(), |at| &text[..at]);
+    let all: Vec<&str> = before.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Path of a workspace binary: next to the running executable (a bin such as `gpuscope-bench`), or next to its

@@ -1,16 +1,17 @@
 //! gpuscope-demo: the whole system on this machine, no cluster and no GPU needed. Ctrl-C stops everything.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use clap::Parser;
-use gpuscope_tests::demo::{self, Demo, DemoOptions};
+use gpuscope_tests::demo::{self, Demo, DemoOptions, StopRequest};
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::transport::StreamableHttpClientTransport;
 
-/// gpuscope demo: a real Kubernetes control plane on loopback, four simulated GPU nodes (one loses a GPU to XID
-/// 79 two minutes in), the operator and the MCP facade. Needs the binaries: `cargo build --release --workspace
-/// --bins` (tests/scripts/demo.sh does both).
+/// gpuscope demo: a real Kubernetes control plane on loopback, five simulated GPU nodes (one reports an
+/// uncorrectable ECC error at once, one loses a GPU to XID 79 two minutes in), the operator and the MCP facade.
+/// Needs the binaries: `cargo build --release --workspace --bins` (tests/scripts/demo.sh does both).
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
@@ -22,27 +23,58 @@ struct Args {
     once: bool,
 }
 
+/// Exit status when a stop request (Ctrl-C) came before the demo had shown anything: 128 + SIGINT, as a shell
+/// reports a program killed by Ctrl-C, so `demo --once && next` does not go on.
+const INTERRUPTED: u8 = 130;
+
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
     let args = Args::parse();
-    let mut demo = Demo::start(&DemoOptions { mcp_listen: args.mcp_listen }).await?;
+    // Before anything starts: from here on Ctrl-C is a request the demo honours between steps, never a kill
+    // that leaves the control plane's and the scratch folders behind.
+    let stop = match StopRequest::on_signals() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("[demo] cannot catch Ctrl-C: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&args, stop.clone()).await {
+        Ok(code) => code,
+        // A Ctrl-C also reaches the kubectl the demo happens to run (it shares the terminal's process group), so
+        // any failure after a stop request is the interruption, not a fault.
+        Err(_) if stop.requested() => {
+            eprintln!("[demo] stopped before it was ready");
+            ExitCode::from(INTERRUPTED)
+        }
+        Err(e) => {
+            eprintln!("[demo] error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args, mut stop: StopRequest) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // Every early return below drops `demo`, which stops the components in reverse order, then the control plane,
+    // then removes the scratch folder.
+    let mut demo = Demo::start(&DemoOptions { mcp_listen: args.mcp_listen }, &stop).await?;
     show(&demo).await?;
     if !args.once {
         println!("\nRunning. The XID 79 on gpu-h100-b arrives about two minutes after start; watch it with");
-        println!("  KUBECONFIG={} kubectl get gns -w", demo.control_plane.kubeconfig().display());
+        println!("  KUBECONFIG={} kubectl get gns -w", demo.kubeconfig().display());
         println!("Ctrl-C stops everything.");
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
+                () = stop.wait() => break,
                 _ = tick.tick() => demo.check()?,
             }
         }
     }
-    eprintln!("[demo] stopping");
-    drop(demo);
-    eprintln!("[demo] stopped");
-    Ok(())
+    demo::step("stopping the facade, the operator, the probes, then the control plane");
+    demo.stop();
+    demo::step("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn show(demo: &Demo) -> Result<(), Box<dyn std::error::Error>> {
@@ -68,6 +100,6 @@ async fn show(demo: &Demo) -> Result<(), Box<dyn std::error::Error>> {
     }
     client.cancel().await?;
     let mcp_binary = gpuscope_tests::workspace_binary("gpuscope-mcp")?;
-    println!("\n{}", demo::client_instructions(&demo.mcp_url, &demo::demo_kubeconfig(demo), &mcp_binary));
+    println!("\n{}", demo::client_instructions(&demo.mcp_url, &demo.kubeconfig(), &mcp_binary));
     Ok(())
 }
