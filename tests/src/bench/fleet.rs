@@ -28,6 +28,7 @@ use gpuscope_probe::spool::Spool;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use rmcp::ServiceExt as _;
 use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -286,10 +287,16 @@ async fn one_size(n: usize, cfg: &FleetBench) -> BenchResult<FleetReport> {
     // Converged: every node written and evaluated, and every planned XID counted and judged.
     let planned_unhealthy = (0..n).filter(|&i| Trouble::of(i).fatal()).count();
     let planned_xids: u64 = (0..n).filter_map(|i| Trouble::of(i).xids()).map(|x| u64::from(x.3)).sum();
-    let api: Api<GpuNodeStatus> = Api::all(admin.clone());
+    // Watched, not listed: listing thousands of 10 KiB objects every half second would be most of the API
+    // server's load and distort every figure.
+    let (store, writer) = reflector::store::<GpuNodeStatus>();
+    let watch = reflector(writer, watcher(Api::all(admin.clone()), watcher::Config::default()))
+        .default_backoff()
+        .for_each(|_| futures::future::ready(()));
+    let watching = tokio::spawn(watch);
     let (converged, unhealthy) = loop {
-        let list = api.list(&Default::default()).await?;
-        let statuses = || list.items.iter().filter_map(|o| o.status.as_ref());
+        let list = store.state();
+        let statuses = || list.iter().filter_map(|o| o.status.as_ref());
         let evaluated = statuses().filter(|s| s.conditions.as_ref().is_some_and(|c| !c.is_empty())).count();
         let unhealthy = statuses().filter(|s| s.health == Some(Health::Unhealthy)).count();
         let xids: u64 = statuses().filter_map(|s| s.xids.as_ref()).flat_map(|x| x.totals.iter()).map(|t| t.count).sum();
@@ -306,6 +313,7 @@ async fn one_size(n: usize, cfg: &FleetBench) -> BenchResult<FleetReport> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    watching.abort();
     let converged_wall = jiff::Timestamp::now();
     eprintln!("[bench] {n} nodes converged after {:.1} s; steady window {:?}", converged.as_secs_f64(), cfg.steady);
 
