@@ -19,8 +19,11 @@ use kube::runtime::{Controller, WatchStreamExt as _, watcher};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
+use crate::backoff::WatchBackoff;
 use crate::metrics::{ConditionLabels, Label, OperatorMetrics};
 use crate::reconciler::{self, Context};
+use crate::remediation::HeldNodes;
+use crate::shutdown::Shutdown;
 
 /// gpuscope operator: turns what the node probes report into health conditions by policy, mirrors them onto the
 /// Nodes, emits Events, and (only where the GpuHealthPolicy asks) taints or cordons unhealthy Nodes.
@@ -49,10 +52,15 @@ pub struct Args {
     pub log: LogArgs,
 }
 
-/// Run the operator until SIGTERM/SIGINT.
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let client = kube::Client::try_default()
-        .await
+/// How long the leader Lease's release may take at shutdown: a replica that cannot reach the API server must
+/// still exit well within the pod's termination grace period (the Lease then simply expires).
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Run the operator until `shutdown` (SIGTERM/SIGINT) is requested; a request at any phase, startup included, ends
+/// in a clean return (exit 0), with the leader Lease released when it was held.
+pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
+    let Some(client) = shutdown.unless(kube::Client::try_default()).await else { return stopped_early() };
+    let client = client
         .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}"))?;
     let metrics = OperatorMetrics::default();
     let mut registry = Registry::default();
@@ -63,42 +71,74 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let server = tokio::spawn(
         listener.serve(observability::router(Arc::new(registry), readiness.clone()), wait(stop_rx.clone())),
     );
+    let outcome = serve(client, args, &shutdown, metrics, readiness).await;
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    if outcome.is_ok() {
+        tracing::info!("gpuscope-operator stopped");
+    }
+    outcome
+}
 
+fn stopped_early() -> anyhow::Result<()> {
+    tracing::info!("gpuscope-operator stopped before it had started");
+    Ok(())
+}
+
+/// Caches, leader election and, while leading, the controller; returns once `shutdown` is requested.
+async fn serve(
+    client: kube::Client,
+    args: Args,
+    shutdown: &Shutdown,
+    metrics: OperatorMetrics,
+    readiness: Readiness,
+) -> anyhow::Result<()> {
     // Caches every replica keeps warm, so a new leader starts from current state.
-    let nodes = spawn_reflector(Api::<Node>::all(client.clone()), watcher::Config::default());
-    let leases = spawn_reflector(Api::<Lease>::namespaced(client.clone(), &args.namespace), watcher::Config::default());
+    let held = HeldNodes::default();
+    let nodes = spawn_reflector(Api::<Node>::all(client.clone()), watcher::Config::default(), {
+        let held = held.clone();
+        move |event| held.observe(event)
+    });
+    let leases =
+        spawn_reflector(Api::<Lease>::namespaced(client.clone(), &args.namespace), watcher::Config::default(), |_| {});
     let policy = Arc::new(RwLock::new(EffectivePolicy::default()));
     let (policy_tx, policy_rx) = mpsc::channel::<()>(8);
     tokio::spawn(crate::policy_watch::run(client.clone(), policy.clone(), policy_tx, metrics.clone()));
-    nodes.wait_until_ready().await?;
-    leases.wait_until_ready().await?;
+    let synced = async {
+        nodes.wait_until_ready().await?;
+        leases.wait_until_ready().await
+    };
+    match shutdown.unless(synced).await {
+        None => return Ok(()),
+        Some(synced) => synced?,
+    }
     readiness.set(true);
 
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.leader_lease)
+    let build = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.leader_lease)
         .with_namespace(&args.namespace)
         .with_identity(&args.identity)
         .with_duration(args.leader_lease_seconds)
         .with_grace((args.leader_lease_seconds / 3).max(1))
         .with_field_manager("gpuscope-operator-leader")
-        .build()
-        .await?;
-    let (mut leading, lease_task) = manager.watch().await;
+        .build();
+    // Building only ensures the Lease object exists; nothing is held yet, so there is nothing to release.
+    let Some(manager) = shutdown.unless(build).await else { return Ok(()) };
+    let (mut leading, lease_task) = manager?.watch().await;
     tracing::info!(identity = %args.identity, "gpuscope-operator started; waiting for leadership");
 
-    let shutdown = observability::shutdown_signal();
-    tokio::pin!(shutdown);
     let mut policy_rx = Some(policy_rx);
-    loop {
+    let result = loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = shutdown.wait() => break Ok(()),
             changed = leading.changed() => {
-                if changed.is_err() { anyhow::bail!("leader election stopped unexpectedly"); }
+                if changed.is_err() { break Err(anyhow::anyhow!("leader election stopped unexpectedly")); }
                 if !*leading.borrow_and_update() { continue; }
                 metrics.leader.set(1);
                 tracing::info!("leading: reconciling");
                 let parts = Parts {
                     nodes: nodes.clone(),
                     leases: leases.clone(),
+                    held: held.clone(),
                     policy: policy.clone(),
                     events: Arc::new(crate::events::Publisher::new(client.clone(), "gpuscope-operator", &args.identity)),
                     metrics: metrics.clone(),
@@ -107,30 +147,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 let policy_changes = policy_rx.take().map(tokio_stream_from).unwrap_or_else(|| futures::stream::empty().boxed());
                 let outcome = tokio::select! {
                     () = run_controller(client.clone(), parts, &args, policy_changes, lost) => "lost leadership",
-                    () = &mut shutdown => "shutdown",
+                    () = shutdown.wait() => "shutdown",
                 };
                 metrics.leader.set(0);
-                if outcome == "shutdown" { break; }
+                if outcome == "shutdown" { break Ok(()); }
                 // Fail-stop like kube-controller-manager: a replica that lost its Lease exits and restarts clean.
-                anyhow::bail!("lost the leader Lease; exiting so that one leader acts at a time");
+                break Err(anyhow::anyhow!("lost the leader Lease; exiting so that one leader acts at a time"));
             }
         }
-    }
+    };
+    // Closing the channel makes the manager's task release the Lease (if held) and return the manager.
     drop(leading);
-    if let Ok(Ok(manager)) = lease_task.await {
+    match tokio::time::timeout(RELEASE_TIMEOUT, lease_task).await {
         // Hand over at once instead of making the next leader wait out the Lease.
-        let _ = manager.release().await;
+        Ok(Ok(Ok(manager))) => {
+            if tokio::time::timeout(RELEASE_TIMEOUT, manager.release()).await.is_err() {
+                tracing::warn!("releasing the leader Lease timed out; it expires by itself");
+            }
+        }
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the leader election ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the leader election task failed"),
+        Err(_) => tracing::warn!("releasing the leader Lease timed out; it expires by itself"),
     }
-    let _ = stop_tx.send(true);
-    let _ = server.await;
-    tracing::info!("gpuscope-operator stopped");
-    Ok(())
+    result
 }
 
 /// What a leader's controller shares with the replica.
 struct Parts {
     nodes: Store<Node>,
     leases: Store<Lease>,
+    held: HeldNodes,
     policy: Arc<RwLock<EffectivePolicy>>,
     events: Arc<crate::events::Publisher>,
     metrics: OperatorMetrics,
@@ -157,6 +203,9 @@ async fn run_controller(
         )
         .reconcile_all_on(policy_changes)
         .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency))
+        // All trigger watches pause behind this one backoff after an error: capped at seconds, not kube's 30 s
+        // (plus jitter), so reconciles resume within seconds of the API server coming back.
+        .trigger_backoff(WatchBackoff::default())
         .graceful_shutdown_on(stop);
     // The controller's own store sizes the remediation budget and feeds the GPU gauges.
     let store = controller.store();
@@ -166,6 +215,7 @@ async fn run_controller(
         nodes: parts.nodes,
         leases: parts.leases,
         objects: store,
+        held: parts.held,
         policy: parts.policy,
         events: parts.events,
         metrics: parts.metrics,
@@ -188,15 +238,17 @@ async fn update_gauges(store: Store<GpuNodeStatus>, metrics: OperatorMetrics) {
     let mut tick = tokio::time::interval(Duration::from_secs(15));
     loop {
         tick.tick().await;
+        let objects = store.state();
         let mut counts = std::collections::BTreeMap::<&'static str, i64>::new();
-        let mut conditions = std::collections::BTreeMap::<(String, String), i64>::new();
-        for obj in store.state() {
+        // Borrowed keys: a pass over the fleet should not allocate per condition.
+        let mut conditions = std::collections::BTreeMap::<(&str, &str), i64>::new();
+        for obj in &objects {
             let Some(status) = obj.status.as_ref() else { continue };
             for v in status.verdicts.iter().flatten() {
                 *counts.entry(v.health.as_str()).or_default() += 1;
             }
             for c in status.conditions.iter().flatten() {
-                *conditions.entry((c.type_.clone(), c.status.clone())).or_default() += 1;
+                *conditions.entry((c.type_.as_str(), c.status.as_str())).or_default() += 1;
             }
         }
         for h in ["Healthy", "Degraded", "Unhealthy", "Unknown"] {
@@ -204,7 +256,7 @@ async fn update_gauges(store: Store<GpuNodeStatus>, metrics: OperatorMetrics) {
         }
         for condition in gpuscope_crds::health::condition_type::ALL {
             for status in ["True", "False", "Unknown"] {
-                let n = conditions.get(&(condition.to_string(), status.to_string())).copied().unwrap_or(0);
+                let n = conditions.get(&(condition, status)).copied().unwrap_or(0);
                 let labels = ConditionLabels { condition: condition.to_string(), status: status.to_string() };
                 metrics.nodes_by_condition.get_or_create(&labels).set(n);
             }
@@ -224,20 +276,28 @@ async fn wait(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-fn spawn_reflector<K>(api: Api<K>, config: watcher::Config) -> Store<K>
+/// A reflector kept running in the background; `observe` sees every watch event, in the order the store does.
+fn spawn_reflector<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    observe: impl Fn(&watcher::Event<K>) + Send + 'static,
+) -> Store<K>
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher::watcher(api, config).default_backoff().modify(|o| {
+    let events = watcher::watcher(api, config)
+        .modify(|o| {
             o.meta_mut().managed_fields = None;
-        }),
-    )
-    .touched_objects()
-    .for_each(|_| async {});
+        })
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                observe(event);
+            }
+        })
+        .backoff(WatchBackoff::default());
+    let stream = reflector::reflector(writer, events).touched_objects().for_each(|_| async {});
     tokio::spawn(stream);
     reader
 }

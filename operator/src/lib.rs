@@ -2,6 +2,7 @@
 //! applies its result to GpuNodeStatus objects, Nodes and Events.
 
 pub mod app;
+pub mod backoff;
 pub mod evaluate;
 pub mod events;
 pub mod metrics;
@@ -9,3 +10,4 @@ pub mod node_sync;
 pub mod policy_watch;
 pub mod reconciler;
 pub mod remediation;
+pub mod shutdown;

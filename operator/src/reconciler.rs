@@ -20,7 +20,7 @@ use crate::evaluate::{EvaluationInput, ProbeLease, evaluate};
 use crate::events::Notice;
 use crate::metrics::{Label, OperatorMetrics};
 use crate::node_sync;
-use crate::remediation::{self, NodeChange, NodeState};
+use crate::remediation::{self, HeldNodes, NodeChange, NodeState};
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,8 @@ pub struct Context {
     pub leases: Store<Lease>,
     /// Every GpuNodeStatus (the controller's own store), to size the remediation budget.
     pub objects: Store<GpuNodeStatus>,
+    /// The Nodes the operator holds out now, kept by the Node watch (see [`HeldNodes`]).
+    pub held: HeldNodes,
     /// The policy in force (the last valid one).
     pub policy: Arc<RwLock<EffectivePolicy>>,
     /// Publishes Events.
@@ -83,17 +85,17 @@ impl Context {
     }
 }
 
-/// The operator-owned part of a status, for comparing with what evaluation wants.
-fn operator_fields(status: Option<&GpuNodeStatusStatus>) -> GpuNodeStatusStatus {
-    let s = status.cloned().unwrap_or_default();
-    GpuNodeStatusStatus {
-        health: s.health,
-        recent_xid_count: s.recent_xid_count,
-        verdicts: s.verdicts,
-        conditions: s.conditions,
-        observed_generation: s.observed_generation,
-        ..GpuNodeStatusStatus::default()
-    }
+/// Whether the operator-owned fields of `current` already are `desired`'s. Compared in place: copying the whole
+/// status (the probe's inventory, telemetry and XID history) on every reconcile only to compare five fields of it
+/// was pure overhead.
+fn operator_fields_match(current: Option<&GpuNodeStatusStatus>, desired: &GpuNodeStatusStatus) -> bool {
+    let none = GpuNodeStatusStatus::default();
+    let s = current.unwrap_or(&none);
+    s.health == desired.health
+        && s.recent_xid_count == desired.recent_xid_count
+        && s.verdicts == desired.verdicts
+        && s.conditions == desired.conditions
+        && s.observed_generation == desired.observed_generation
 }
 
 /// Reconcile one GpuNodeStatus.
@@ -127,7 +129,7 @@ async fn reconcile_inner(obj: &GpuNodeStatus, ctx: &Context) -> Result<Action, E
     let evaluation = evaluate(&input, &policy, jiff::Timestamp::now());
 
     let desired = evaluation.operator_status();
-    if operator_fields(obj.status.as_ref()) != desired {
+    if !operator_fields_match(obj.status.as_ref(), &desired) {
         let body = json!({
             "apiVersion": format!("{GROUP}/{VERSION}"),
             "kind": "GpuNodeStatus",
@@ -231,15 +233,14 @@ async fn remediate(
     let name = obj.name_any();
     let paused = obj.spec.remediation_paused.unwrap_or(false);
     let budget = remediation::budget(ctx.objects.len(), policy.max_unavailable_percent);
-    let held_elsewhere =
-        |nodes: &[Node]| nodes.iter().filter(|n| n.name_any() != name && NodeState::of(n).remediated()).count();
-    let cached: Vec<Node> = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();
+    // O(log n): this runs on every reconcile, and a pass over the Node cache here (let alone a copy of it) is
+    // what made the operator's CPU grow with the fleet times the reconcile rate.
     let plan = remediation::plan(
         policy.remediation_mode,
         paused,
         health,
         NodeState::of(node),
-        held_elsewhere(&cached),
+        ctx.held.held_elsewhere(&name),
         budget,
     );
     let takes_slot = !NodeState::of(node).remediated()
@@ -264,7 +265,7 @@ async fn remediate(
         paused,
         health,
         NodeState::of(fresh),
-        held_elsewhere(&nodes),
+        remediation::held_elsewhere_in(&nodes, &name),
         budget,
     );
     if plan.refused {
@@ -317,9 +318,29 @@ mod tests {
             health: Some(gpuscope_crds::Health::Healthy),
             ..Default::default()
         };
-        let mine = operator_fields(Some(&status));
-        assert_eq!(mine.driver_version, None);
-        assert_eq!(mine.health, Some(gpuscope_crds::Health::Healthy));
+        let desired = GpuNodeStatusStatus { health: Some(gpuscope_crds::Health::Healthy), ..Default::default() };
+        assert!(operator_fields_match(Some(&status), &desired), "the probe's driver version is not ours to compare");
+        let degraded = GpuNodeStatusStatus { health: Some(gpuscope_crds::Health::Degraded), ..desired.clone() };
+        assert!(!operator_fields_match(Some(&status), &degraded));
+        assert!(!operator_fields_match(None, &desired), "an object without status needs the write");
+        assert!(operator_fields_match(None, &GpuNodeStatusStatus::default()));
+    }
+
+    #[test]
+    fn the_comparison_covers_every_field_the_operator_writes() {
+        // If the operator's apply body gains a field, operator_fields_match must compare it too, or a change of
+        // only that field would never be written.
+        let input = crate::evaluate::EvaluationInput { generation: Some(2), ..Default::default() };
+        let desired = evaluate(&input, &EffectivePolicy::default(), jiff::Timestamp::UNIX_EPOCH).operator_status();
+        let rebuilt = GpuNodeStatusStatus {
+            health: desired.health,
+            recent_xid_count: desired.recent_xid_count,
+            verdicts: desired.verdicts.clone(),
+            conditions: desired.conditions.clone(),
+            observed_generation: desired.observed_generation,
+            ..Default::default()
+        };
+        assert_eq!(rebuilt, desired);
     }
 
     #[test]

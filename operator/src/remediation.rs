@@ -5,9 +5,13 @@
 //! `spec.remediationPaused` is set; a node whose health is Unknown (its probe went quiet) keeps whatever it has;
 //! only what the operator added is ever removed (a cordon is marked with [`CORDON_ANNOTATION`]).
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use gpuscope_crds::Health;
 use gpuscope_crds::policy::RemediationMode;
 use k8s_openapi::api::core::v1::Node;
+use kube::runtime::watcher;
 
 /// The taint the operator adds (effect NoSchedule).
 pub const TAINT_KEY: &str = "gpuscope.dev/gpu-unhealthy";
@@ -37,6 +41,74 @@ impl NodeState {
     pub fn remediated(self) -> bool {
         self.tainted || self.cordoned_by_operator
     }
+}
+
+/// The Nodes the operator holds out of scheduling now, kept up to date from the Node watch.
+///
+/// Every reconcile needs "how many *other* Nodes are held out" to check the budget. Counting that from the Node
+/// cache is a pass over every Node per reconcile (it used to deep-copy each one, which at 1,000 kubelet-sized
+/// Nodes and a reconcile per probe Lease renewal kept a core busy); this set answers in O(log n) and costs
+/// O(log n) per Node event. It follows the watch exactly as the reflector's store does, including a relist
+/// replacing the contents only once it is complete.
+#[derive(Clone, Debug, Default)]
+pub struct HeldNodes {
+    inner: Arc<Mutex<HeldInner>>,
+}
+
+#[derive(Debug, Default)]
+struct HeldInner {
+    held: BTreeSet<String>,
+    /// Held Nodes seen since the current relist began (`Init`), until `InitDone`.
+    relisting: Option<BTreeSet<String>>,
+}
+
+impl HeldNodes {
+    fn lock(&self) -> MutexGuard<'_, HeldInner> {
+        // The set is always consistent between statements, so a panic elsewhere leaves nothing half-done.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Follow one event of the Node watch.
+    pub fn observe(&self, event: &watcher::Event<Node>) {
+        let mut inner = self.lock();
+        match event {
+            watcher::Event::Apply(node) => {
+                let Some(name) = node.metadata.name.as_deref() else { return };
+                if NodeState::of(node).remediated() {
+                    inner.held.insert(name.to_string());
+                } else {
+                    inner.held.remove(name);
+                }
+            }
+            watcher::Event::Delete(node) => {
+                if let Some(name) = node.metadata.name.as_deref() {
+                    inner.held.remove(name);
+                }
+            }
+            watcher::Event::Init => inner.relisting = Some(BTreeSet::new()),
+            watcher::Event::InitApply(node) => {
+                if let (Some(name), true) = (node.metadata.name.as_deref(), NodeState::of(node).remediated()) {
+                    inner.relisting.get_or_insert_with(BTreeSet::new).insert(name.to_string());
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(listed) = inner.relisting.take() {
+                    inner.held = listed;
+                }
+            }
+        }
+    }
+
+    /// How many Nodes other than `node` the operator holds out.
+    pub fn held_elsewhere(&self, node: &str) -> usize {
+        let inner = self.lock();
+        inner.held.len() - usize::from(inner.held.contains(node))
+    }
+}
+
+/// How many Nodes in `nodes` other than `node` the operator holds out (for a fresh list from the API server).
+pub fn held_elsewhere_in(nodes: &[Node], node: &str) -> usize {
+    nodes.iter().filter(|n| n.metadata.name.as_deref() != Some(node) && NodeState::of(n).remediated()).count()
 }
 
 /// One change to a Node.
@@ -175,6 +247,63 @@ mod tests {
             plan(RemediationMode::Cordon, false, Health::Healthy, ours, 1, 1).changes,
             vec![NodeChange::Uncordon]
         );
+    }
+
+    fn node(name: &str, tainted: bool) -> Node {
+        let mut n = Node::default();
+        n.metadata.name = Some(name.into());
+        if tainted {
+            n.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+                taints: Some(vec![k8s_openapi::api::core::v1::Taint {
+                    key: TAINT_KEY.into(),
+                    effect: "NoSchedule".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            });
+        }
+        n
+    }
+
+    #[test]
+    fn held_nodes_follow_taints_untaints_and_deletes() {
+        let held = HeldNodes::default();
+        held.observe(&watcher::Event::Apply(node("a", true)));
+        held.observe(&watcher::Event::Apply(node("b", true)));
+        held.observe(&watcher::Event::Apply(node("c", false)));
+        assert_eq!(held.held_elsewhere("a"), 1, "a itself does not count");
+        assert_eq!(held.held_elsewhere("c"), 2);
+        held.observe(&watcher::Event::Apply(node("b", false)));
+        assert_eq!(held.held_elsewhere("c"), 1, "untainted");
+        held.observe(&watcher::Event::Delete(node("a", true)));
+        assert_eq!(held.held_elsewhere("c"), 0, "deleted");
+    }
+
+    #[test]
+    fn held_nodes_are_replaced_only_when_a_relist_completes() {
+        let held = HeldNodes::default();
+        held.observe(&watcher::Event::Apply(node("a", true)));
+        held.observe(&watcher::Event::Init);
+        held.observe(&watcher::Event::InitApply(node("b", true)));
+        held.observe(&watcher::Event::InitApply(node("a", false)));
+        assert_eq!(held.held_elsewhere("x"), 1, "the old view stands while the relist is incomplete");
+        held.observe(&watcher::Event::InitDone);
+        assert_eq!(held.held_elsewhere("x"), 1);
+        assert_eq!(held.held_elsewhere("b"), 0, "now only b is held");
+    }
+
+    #[test]
+    fn held_nodes_agree_with_a_count_over_the_nodes() {
+        let nodes: Vec<Node> = (0..50).map(|i| node(&format!("n{i}"), i % 7 == 0)).collect();
+        let held = HeldNodes::default();
+        held.observe(&watcher::Event::Init);
+        for n in &nodes {
+            held.observe(&watcher::Event::InitApply(n.clone()));
+        }
+        held.observe(&watcher::Event::InitDone);
+        for n in ["n0", "n1", "n7", "missing"] {
+            assert_eq!(held.held_elsewhere(n), held_elsewhere_in(&nodes, n), "{n}");
+        }
     }
 
     #[test]

@@ -967,6 +967,22 @@ fn reconciling_an_unchanged_object_gives_an_identical_status() {
 }
 
 #[test]
+fn a_lease_renewal_alone_changes_nothing_the_operator_writes() {
+    // Every probe renews its Lease every 30 s and each renewal triggers a reconcile: if anything the operator
+    // writes carried the renew time, a 1,000-node fleet would cost ~33 status and Node writes a second.
+    let mut input = node(8);
+    record(&mut input, [xid(1, 13, ago("1h")), xid(3, 79, ago("2h"))]);
+    let first = eval(&input);
+    let renewed = EvaluationInput { probe_lease: ProbeLease::RenewedAt(later("30s")), ..next(&input, &first) };
+    let again = evaluate(&renewed, &EffectivePolicy::default(), later("31s"));
+    assert_eq!(again.operator_status(), first.operator_status(), "no status write");
+    assert_eq!(again.node_condition, first.node_condition, "no Node write");
+    assert!(again.transitions.is_empty(), "no Event");
+    let timeout = EffectivePolicy::default().heartbeat_timeout;
+    assert_eq!(again.requeue_after, Some(timeout - Duration::from_secs(1)), "only the heartbeat deadline moves");
+}
+
+#[test]
 fn requeue_follows_the_earliest_change() {
     // A RESET_GPU XID 23h50m ago leaves the window in 10 minutes; the Lease was renewed just now.
     let mut input = EvaluationInput { probe_lease: ProbeLease::RenewedAt(now()), ..node(1) };
