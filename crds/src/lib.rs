@@ -13,6 +13,7 @@ pub mod logging;
 pub mod observability;
 pub mod pci;
 pub mod policy;
+pub mod shutdown;
 pub mod xid;
 
 pub use gpu_node_status::{GpuNodeStatus, GpuNodeStatusSpec, GpuNodeStatusStatus};

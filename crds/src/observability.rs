@@ -1,5 +1,6 @@
 //! The HTTP endpoints every long-running gpuscope program serves: `/healthz` (the process is alive),
-//! `/readyz` (it is doing its job: synced, written, leading...) and `/metrics` (Prometheus text format).
+//! `/readyz` (it is doing its job: synced, written, leading...) and `/metrics` (Prometheus text format). Stop a
+//! server with [`crate::shutdown::Shutdown::wait_owned`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -112,30 +113,6 @@ impl Listener {
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|source| ServeError::Serve { addr, source })
-    }
-}
-
-/// Resolves when the process receives SIGTERM or SIGINT (Ctrl-C): the start of a graceful shutdown.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received SIGINT, shutting down"),
-        () = term => tracing::info!("received SIGTERM, shutting down"),
     }
 }
 

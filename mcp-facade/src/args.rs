@@ -13,8 +13,12 @@ use serde::Deserialize;
 use crate::error::{MAX_NAME_LEN, ToolError, clip};
 use crate::time::human_duration;
 
-/// Rows a list shows when the caller gives no `limit`.
+/// Rows a list shows when the caller gives no `limit` and the question is about one node or GPU.
 pub const DEFAULT_LIMIT: u32 = 20;
+/// Rows a fleet-wide list shows when the caller gives no `limit`. The answer travels twice (structured content and
+/// the same JSON as text), so ten ranked rows per list is what keeps it under 16 KiB on the wire at any fleet size;
+/// the totals cover everything and `truncated` names the filter that narrows down.
+pub const FLEET_DEFAULT_LIMIT: u32 = 10;
 /// The largest `limit` accepted: answers stay bounded whatever the fleet.
 pub const MAX_LIMIT: u32 = 200;
 

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use gpuscope_crds::logging::LogArgs;
 use gpuscope_crds::observability::{self, Listener, Readiness};
+use gpuscope_crds::shutdown::Shutdown;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use prometheus_client::registry::Registry;
 
@@ -232,8 +233,10 @@ async fn live_clusters(args: &Args, metrics: &Metrics) -> anyhow::Result<Vec<Clu
     Ok(caches)
 }
 
-/// Run the facade until the client goes away (stdio) or a signal arrives.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+/// Run the facade until the client goes away (stdio: stdin closed) or `shutdown` (SIGTERM/SIGINT) is requested; a
+/// request at any phase, startup included (cluster configuration, loading exports, waiting for an MCP client to
+/// initialize over stdio), ends in a clean return (exit 0).
+pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     let settings = settings(&args, std::env::var(TOKEN_ENV).ok())?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
@@ -241,9 +244,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!("no cluster: only analyze_kernel_log and explain_xid answer");
         Vec::new()
     } else if args.from_files.is_empty() {
-        live_clusters(&args, &metrics).await?
+        let Some(caches) = shutdown.unless(live_clusters(&args, &metrics)).await else { return stopped_early() };
+        caches?
     } else {
-        let export = Export::load(&args.from_files)?;
+        let files = args.from_files.clone();
+        let Some(export) = shutdown.unless_blocking("load-exports", move || Export::load(&files)).await? else {
+            return stopped_early();
+        };
+        let export = export?;
         let name = args.cluster_name.clone().unwrap_or_else(|| "offline".to_string());
         tracing::info!(
             cluster = %name,
@@ -276,9 +284,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let (mcp, stop) = transport::mcp_router(facade, &settings.guards);
             tracing::info!(addr = %listener.local_addr(), allowed_hosts = ?settings.guards.allowed_hosts,
                 auth = settings.guards.token.is_some(), "serving MCP at /mcp");
+            let stopping = shutdown.wait_owned();
             listener
                 .serve(mcp.merge(endpoints), async move {
-                    observability::shutdown_signal().await;
+                    stopping.await;
                     stop();
                 })
                 .await?;
@@ -286,11 +295,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Transport::Stdio => {
             if let Some(addr) = settings.listen {
                 let listener = Listener::bind(addr).await?;
-                tokio::spawn(listener.serve(endpoints, observability::shutdown_signal()));
+                tokio::spawn(listener.serve(endpoints, shutdown.wait_owned()));
             }
-            transport::serve_stdio(facade, observability::shutdown_signal()).await?;
+            // Once a client has initialized, `serve_stdio` stops at the request itself (or when stdin closes);
+            // before that it waits for the client's `initialize`, and only `unless` can cut that wait short.
+            let stdio = transport::serve_stdio(facade, shutdown.wait_owned());
+            match shutdown.unless(stdio).await {
+                Some(served) => served?,
+                None => tracing::info!("shutdown requested, exiting"),
+            }
         }
     }
+    Ok(())
+}
+
+fn stopped_early() -> anyhow::Result<()> {
+    tracing::info!("gpuscope-mcp stopped before it had started");
     Ok(())
 }
 
@@ -313,6 +333,38 @@ mod tests {
 
     fn args(argv: &[&str]) -> Args {
         Args::try_parse_from(std::iter::once("gpuscope-mcp").chain(argv.iter().copied())).expect("parse")
+    }
+
+    /// `run` spawned with a shutdown nobody has requested yet: it must still be running after a while, and return
+    /// `Ok` soon after the request.
+    async fn stops_cleanly_on_request(argv: &[&str]) {
+        let (tx, shutdown) = Shutdown::manual();
+        let facade = tokio::spawn(run(args(argv), shutdown));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!facade.is_finished(), "{argv:?} should still be running: {:?}", facade.await);
+        let _ = tx.send(true);
+        let out = tokio::time::timeout(Duration::from_secs(5), facade).await;
+        assert!(matches!(out, Ok(Ok(Ok(())))), "{argv:?}: a requested shutdown must return Ok: {out:?}");
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_while_serving_http_is_a_clean_return() {
+        stops_cleanly_on_request(&["--no-cluster", "--transport", "http", "--listen", "127.0.0.1:0"]).await;
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_while_loading_an_export_that_never_arrives_is_a_clean_return() {
+        let dir = std::env::temp_dir().join(format!("gpuscope-mcp-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        // Reading a FIFO nobody writes to blocks in open(2): an export that never finishes loading.
+        let fifo = dir.join("fleet.yaml");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+        assert!(made.success(), "mkfifo failed");
+        let path = fifo.to_str().expect("utf-8 temp path");
+        stops_cleanly_on_request(&["--from-file", path, "--transport", "http", "--listen", "127.0.0.1:0"]).await;
+        // The abandoned loader thread stays blocked in open(2) until the test process exits.
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -5,17 +5,26 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use gpuscope_crds::shutdown::Shutdown;
 use gpuscope_mcp::analyze_log;
 use gpuscope_mcp::cli::{self, Args, Command};
 
 fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    args.log.init()?;
     if let Some(Command::AnalyzeLog(log)) = &args.command {
+        // A command-line tool: Ctrl-C keeps its default meaning (stop at once), so no handlers.
+        args.log.init()?;
         return Ok(analyze_log::run(log));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let result = runtime.block_on(cli::run(args));
+    // Before anything that can take time: from here on a SIGTERM or SIGINT, whatever phase it arrives in (cluster
+    // configuration, waiting for the MCP client's `initialize`), ends in a clean exit.
+    let shutdown = {
+        let _in_runtime = runtime.enter();
+        Shutdown::install()?
+    };
+    args.log.init()?;
+    let result = runtime.block_on(cli::run(args, shutdown));
     // Don't wait for a blocking stdin read that can never finish.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result.map(|()| ExitCode::SUCCESS)

@@ -149,7 +149,8 @@ pub fn health_check(args: &HealthCheckArgs) -> Result<String, PromptArgError> {
              3. For each Unhealthy node among the top offenders (at most 5), call describe_gpu_node.\n\
              4. If XIDs are involved, call analyze_xid_errors with since=\"24h\" and look at its patterns.\n\n\
              Report: one line with the verdict (N of M nodes need action), a table of problems (node, GPU, health, \
-             reason, action), stale probes, then the actions in order of urgency."
+             reason, action: fleet-wide answers give the action once per reason, in actions_by_reason), stale \
+             probes, then the actions in order of urgency."
         ),
     })
 }
@@ -184,7 +185,8 @@ pub fn xid_diagnosis(args: &XidDiagnosisArgs) -> Result<String, PromptArgError> 
          remapping counters and the pods on them.\n\
          4. If a workload is suspected, call get_pod_gpu_allocation with node_name for those nodes.\n\n\
          Report: the verdict, then per code its meaning, class, severity, where it occurred and NVIDIA's recommended \
-         action; the patterns and what they imply; and what to do now versus what to watch."
+         action (by_code gives it for the most severe codes; call explain_xid for any other); the patterns and what \
+         they imply; and what to do now versus what to watch."
     ))
 }
 

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use crate::cache::PodsByNode;
 use crate::error::{ToolError, check_name_len};
 use crate::gpu_resources::has_gpu_capacity;
 use crate::matching::{MAX_SUGGESTIONS, close_matches};
@@ -22,6 +23,7 @@ pub struct Snapshot {
     statuses: Store<GpuNodeStatus>,
     nodes: Store<Node>,
     pods: Store<Pod>,
+    pods_by_node: Option<PodsByNode>,
 }
 
 /// A GPU node as the cache knows it: its GpuNodeStatus, its Node, or both.
@@ -44,7 +46,12 @@ impl Snapshot {
         nodes: Store<Node>,
         pods: Store<Pod>,
     ) -> Snapshot {
-        Snapshot { cluster: cluster.to_string(), now, statuses, nodes, pods }
+        Snapshot { cluster: cluster.to_string(), now, statuses, nodes, pods, pods_by_node: None }
+    }
+
+    /// The same view, finding a node's pods through `index` (kept from the pod store's events) instead of a scan.
+    pub fn with_pods_by_node(self, index: Option<PodsByNode>) -> Snapshot {
+        Snapshot { pods_by_node: index, ..self }
     }
 
     /// The cluster's name.
@@ -90,7 +97,17 @@ impl Snapshot {
 
     /// GPU-requesting pods bound to `node`, by namespace and name.
     pub fn pods_on(&self, node: &str) -> Vec<Arc<Pod>> {
-        let mut on = self.pods.state_filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node));
+        let bound_here = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node);
+        let mut on = match &self.pods_by_node {
+            // The index follows the store's events a moment behind it: check each pod against the store.
+            Some(index) => index
+                .on(node)
+                .into_iter()
+                .filter_map(|(ns, name)| self.pods.get(&ObjectRef::new(&name).within(&ns)))
+                .filter(|p| bound_here(p))
+                .collect(),
+            None => self.pods.state_filter(bound_here),
+        };
         on.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
         on
     }

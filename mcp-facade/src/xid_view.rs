@@ -12,7 +12,8 @@ pub struct XidMeaning {
     pub code: u32,
     /// NVIDIA's mnemonic, e.g. GPU_HAS_FALLEN_OFF_THE_BUS.
     pub mnemonic: String,
-    /// NVIDIA's short description.
+    /// NVIDIA's short description (left out where an answer lists many codes and explains only the first few).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// Where the fault most likely sits: application, driver/firmware, GPU memory, PCIe bus, NVLink/fabric,
     /// informational.
@@ -21,10 +22,16 @@ pub struct XidMeaning {
     pub severity: String,
     /// NVIDIA's immediate action bucket, e.g. RESET_GPU.
     pub immediate_action: String,
-    /// What an SRE should do.
+    /// What an SRE should do (left out like `description`).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub recommended_action: String,
-    /// False when the catalog does not list the code.
+    /// Present (false) when the catalog does not list the code.
+    #[serde(skip_serializing_if = "is_true")]
     pub known: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The catalog's entry for `code` (a placeholder for codes it does not list).

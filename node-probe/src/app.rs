@@ -9,10 +9,11 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use gpuscope_crds::logging::LogArgs;
 use gpuscope_crds::observability::{self, Listener, Readiness};
+use gpuscope_crds::shutdown::Shutdown;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
-use crate::backend::{GpuBackend, NvmlBackend, NvmlConfig, SimulatedBackend};
+use crate::backend::{BackendError, GpuBackend, NvmlBackend, NvmlConfig, SimulatedBackend, XidEvents};
 use crate::kmsg_source::{self, KmsgSettings, Observation};
 use crate::kube_io::LeaseSettings;
 use crate::metrics::ProbeMetrics;
@@ -84,22 +85,46 @@ pub enum BackendKind {
     Simulated,
 }
 
-/// Run the probe until SIGTERM/SIGINT.
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let mut backend: Box<dyn GpuBackend> = match args.backend {
-        BackendKind::Nvml => Box::new(NvmlBackend::open(NvmlConfig { library_path: args.nvml_library.clone() })?),
+/// How long the exit may wait for the GPU sampler and the NVML event thread: an NVML call on a wedged GPU can
+/// block for good, and the pod's termination grace period (30 s) must still end in a clean exit.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the publisher may take to stop once a shutdown is requested: its request in flight (which the
+/// publisher does not cut short, and which an unresponsive API server holds for minutes) and its final, bounded
+/// write. Past this the probe exits without them, before the grace period's SIGKILL.
+const PUBLISH_STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The GPU backend, opened, and its XID event stream (if it has one).
+type Opened = (Box<dyn GpuBackend>, Result<XidEvents, BackendError>);
+
+/// Open the backend and start its XID events: blocking work (NVML initialisation takes seconds per GPU, and can
+/// hang on a wedged driver), so [`run`] does it on a thread of its own.
+fn open_backend(kind: BackendKind, nvml_library: PathBuf, scenario: Option<PathBuf>) -> anyhow::Result<Opened> {
+    let mut backend: Box<dyn GpuBackend> = match kind {
+        BackendKind::Nvml => Box::new(NvmlBackend::open(NvmlConfig { library_path: nvml_library })?),
         BackendKind::Simulated => {
-            let path = args.scenario.clone().ok_or_else(|| anyhow::anyhow!("--backend simulated needs --scenario"))?;
+            let path = scenario.ok_or_else(|| anyhow::anyhow!("--backend simulated needs --scenario"))?;
             Box::new(SimulatedBackend::from_file(&path)?)
         }
     };
+    let events = backend.start_xid_events(1024);
+    Ok((backend, events))
+}
+
+/// Run the probe until `shutdown` (SIGTERM/SIGINT) is requested; a request at any phase, startup included (NVML
+/// initialisation, the client), ends in a clean return (exit 0).
+pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
+    let (choice, library, scenario) = (args.backend, args.nvml_library.clone(), args.scenario.clone());
+    let opening = shutdown.unless_blocking("gpu-backend-init", move || open_backend(choice, library, scenario));
+    let Some(opened) = opening.await? else { return stopped_early() };
+    let (backend, xid_events) = opened?;
     let kind = backend.kind();
     let boot_id = kmsg_source::read_boot_id(&args.boot_id_file);
     if boot_id.is_none() {
         tracing::warn!(path = %args.boot_id_file.display(), "no boot id: reboots cannot be told apart");
     }
-    let client = kube::Client::try_default()
-        .await
+    let Some(client) = shutdown.unless(kube::Client::try_default()).await else { return stopped_early() };
+    let client = client
         .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}"))?;
 
     let metrics = ProbeMetrics::default();
@@ -135,7 +160,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     };
-    let xid_events = match backend.start_xid_events(1024) {
+    let xid_events = match xid_events {
         Ok(events) => Some(events),
         Err(e) => {
             tracing::warn!(error = %e, "no NVML XID events; XIDs will come from the kernel log only");
@@ -173,7 +198,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         readiness,
     };
     tracing::info!(node = %args.node_name, backend = ?kind, "gpuscope-probe started");
-    publisher.run(obs_rx, inv_rx, observability::shutdown_signal()).await;
+    let publishing = publisher.run(obs_rx, inv_rx, shutdown.wait());
+    tokio::pin!(publishing);
+    let abandoned = async {
+        shutdown.wait().await;
+        tokio::time::sleep(PUBLISH_STOP_TIMEOUT).await;
+    };
+    tokio::select! {
+        () = &mut publishing => {}
+        () = abandoned => tracing::warn!(
+            "the publisher did not stop within {PUBLISH_STOP_TIMEOUT:?} of the shutdown (an API request hangs?); \
+             exiting without its final write"
+        ),
+    }
 
     let _ = stop_tx.send(true);
     stop_threads.store(true, Ordering::Relaxed);
@@ -181,9 +218,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(p) = pump {
         p.abort();
     }
-    let _ = sampler.await;
+    if tokio::time::timeout(STOP_TIMEOUT, sampler).await.is_err() {
+        tracing::warn!("the GPU sampler is stuck in an NVML call; exiting without it");
+    }
     if let Some(thread) = xid_thread {
-        let _ = tokio::task::spawn_blocking(move || thread.stop()).await;
+        // On a thread of its own, not `spawn_blocking`: a join that never returns must not hold up the exit.
+        let (_nobody, uninterrupted) = Shutdown::manual();
+        let stopping = uninterrupted.unless_blocking("nvml-events-stop", move || thread.stop());
+        if tokio::time::timeout(STOP_TIMEOUT, stopping).await.is_err() {
+            tracing::warn!("the NVML event thread did not stop; exiting without it");
+        }
     }
     if let Some(t) = kmsg_thread {
         // The kmsg thread may sit in a blocking read; it exits with the process.
@@ -191,6 +235,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let _ = server.await;
     tracing::info!("gpuscope-probe stopped");
+    Ok(())
+}
+
+fn stopped_early() -> anyhow::Result<()> {
+    tracing::info!("gpuscope-probe stopped before it had started");
     Ok(())
 }
 
@@ -269,5 +318,50 @@ async fn sample(
                 tracing::warn!(error = %e, "reading the GPUs failed; will try again");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_shutdown_while_nvml_initialises_is_a_clean_return() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Loading a FIFO nobody writes to blocks in open(2): an NVML initialisation that never completes.
+        let fifo = dir.path().join("libnvidia-ml.so.1");
+        let path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).expect("path");
+        // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+        let spool = dir.path().join("spool");
+        let args = Args::try_parse_from([
+            "gpuscope-probe".as_ref(),
+            "--node-name".as_ref(),
+            "gpu-node-1".as_ref(),
+            "--backend".as_ref(),
+            "nvml".as_ref(),
+            "--nvml-library".as_ref(),
+            fifo.as_os_str(),
+            "--spool-dir".as_ref(),
+            spool.as_os_str(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+        ] as [&std::ffi::OsStr; 11])
+        .expect("args");
+        let (tx, shutdown) = Shutdown::manual();
+        let probe = tokio::spawn(run(args, shutdown));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let was_waiting = !probe.is_finished();
+        let _ = tx.send(true);
+        let out = tokio::time::timeout(Duration::from_secs(5), probe).await;
+        // Release the abandoned loader thread before any assertion: while it sits in dlopen it holds the dynamic
+        // loader's lock, which a panic (its backtrace) and other threads' first thread-local use need. It then
+        // sees end of file and fails. Non-blocking, in case it never opened the FIFO.
+        drop(std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&fifo));
+        assert!(was_waiting, "the probe should have been waiting for NVML, got {out:?}");
+        assert!(matches!(out, Ok(Ok(Ok(())))), "a shutdown during NVML initialisation must return Ok: {out:?}");
     }
 }

@@ -11,6 +11,7 @@ use gpuscope_crds::GpuNodeStatus;
 use gpuscope_crds::logging::LogArgs;
 use gpuscope_crds::observability::{self, Listener, Readiness};
 use gpuscope_crds::policy::EffectivePolicy;
+use gpuscope_crds::shutdown::Shutdown;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
@@ -23,7 +24,6 @@ use crate::backoff::WatchBackoff;
 use crate::metrics::{ConditionLabels, Label, OperatorMetrics};
 use crate::reconciler::{self, Context};
 use crate::remediation::HeldNodes;
-use crate::shutdown::Shutdown;
 
 /// gpuscope operator: turns what the node probes report into health conditions by policy, mirrors them onto the
 /// Nodes, emits Events, and (only where the GpuHealthPolicy asks) taints or cordons unhealthy Nodes.

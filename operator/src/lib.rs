@@ -10,4 +10,3 @@ pub mod node_sync;
 pub mod policy_watch;
 pub mod reconciler;
 pub mod remediation;
-pub mod shutdown;

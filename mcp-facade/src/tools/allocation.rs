@@ -12,12 +12,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
-use crate::args::{self, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::args::{self, DEFAULT_LIMIT, FLEET_DEFAULT_LIMIT, MAX_LIMIT};
 use crate::error::{ToolError, check_name_len};
 use crate::gpu_resources::{ResourceCounts, is_active, node_allocatable, pod_gpu_requests, whole_gpus};
 use crate::matching::{MAX_SUGGESTIONS, close_matches};
 use crate::snapshot::Snapshot;
-use crate::tools::common::{Truncated, node_health, plural, take};
+use crate::tools::common::{Truncated, merge_cuts, node_health, plural, take};
 
 /// Arguments of `get_pod_gpu_allocation`.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
@@ -27,7 +27,8 @@ pub struct AllocationArgs {
     pub namespace: Option<String>,
     /// Only pods bound to this node.
     pub node_name: Option<String>,
-    /// Most rows per list (pods, namespaces, nodes), 1-200, default 20; totals cover everything.
+    /// Most rows per list (pods, namespaces, nodes), 1-200; default 20 with node_name, else 10. Totals cover
+    /// everything.
     #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<u32>,
     /// Cluster (kubeconfig context) to ask; omit for the default (first) cluster.
@@ -143,7 +144,9 @@ impl Answer for Allocation {
 
 /// Answer `get_pod_gpu_allocation`.
 pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, ToolError> {
-    let limit = args::limit(args.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    // A namespace can hold thousands of GPU pods: only a node bounds the lists.
+    let default = if args.node_name.is_some() { DEFAULT_LIMIT } else { FLEET_DEFAULT_LIMIT };
+    let limit = args::limit(args.limit, default, MAX_LIMIT)?;
     let node = args.node_name.as_deref().map(|n| snap.require_node(n)).transpose()?;
     if let Some(ns) = args.namespace.as_deref()
         && ns.trim().is_empty()
@@ -231,7 +234,7 @@ pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, Tool
     let (pods_out, t1) = take(rows, limit, hint);
     let (by_namespace, t2) = take(by_namespace, limit, hint);
     let (by_node, t3) = take(by_node, limit, hint);
-    let truncated = [t1, t2, t3].into_iter().flatten().max_by_key(|t| t.total);
+    let truncated = merge_cuts([("pods", t1), ("by_namespace", t2), ("by_node", t3)]);
 
     let scope = match (&node, &args.namespace) {
         (Some(n), Some(ns)) => format!("in namespace {ns} on node {}", n.name),

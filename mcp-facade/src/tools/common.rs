@@ -66,6 +66,15 @@ pub fn take<T>(mut items: Vec<T>, limit: usize, hint: impl FnOnce() -> String) -
     (items, Some(Truncated { shown: limit, total, hint: hint() }))
 }
 
+/// One [`Truncated`] for an answer with several cut lists: the counts of the most cut one, and a hint that names
+/// every list that was cut, so a reader knows which rows are missing where.
+pub fn merge_cuts<const N: usize>(cuts: [(&str, Option<Truncated>); N]) -> Option<Truncated> {
+    let cut: Vec<(&str, Truncated)> = cuts.into_iter().filter_map(|(list, t)| Some((list, t?))).collect();
+    let (_, most) = cut.iter().max_by_key(|(_, t)| t.total)?;
+    let lists: Vec<String> = cut.iter().map(|(list, t)| format!("{list} {} of {}", t.shown, t.total)).collect();
+    Some(Truncated { shown: most.shown, total: most.total, hint: format!("{} shown; {}", lists.join(", "), most.hint) })
+}
+
 /// One GPU, as precisely as the data names it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
 pub struct GpuRef {
@@ -428,6 +437,21 @@ mod tests {
         assert_eq!(kept, [1, 2]);
         assert_eq!(cut, Some(Truncated { shown: 2, total: 4, hint: "pass node_name".into() }));
         assert_eq!(take(vec![1], 2, || unreachable!()).1, None);
+    }
+
+    #[test]
+    fn merged_cuts_count_the_most_cut_list_and_name_every_cut_one() {
+        let cut = |shown, total| Some(Truncated { shown, total, hint: "pass node_name".into() });
+        let merged = merge_cuts([("by_node", cut(10, 700)), ("by_code", None), ("events", cut(5, 1_700))]);
+        assert_eq!(
+            merged,
+            Some(Truncated {
+                shown: 5,
+                total: 1_700,
+                hint: "by_node 10 of 700, events 5 of 1700 shown; pass node_name".into()
+            })
+        );
+        assert_eq!(merge_cuts([("by_node", None)]), None);
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! `describe_gpu_node`: everything about one node in one answer: GPUs with their verdicts and counters, health
 //! conditions, probe freshness, recent XIDs, and the Kubernetes side (Node conditions, taints, cordon,
 //! allocatable vs allocated GPUs, the pods holding them).
+//!
+//! Compact by construction: the GPUs of a node are mostly alike (same product, limits, zero error counters, all
+//! NVLinks up), so what they share is said once in `gpu_common` and each GPU carries only what differs; NVLinks
+//! are counted, naming only the inactive ones; catalog text is given once per code; a condition message that
+//! restates a GPU's action is left out.
 
 use gpuscope_crds::Health;
-use gpuscope_crds::gpu_node_status::{GpuInfo, GpuNodeStatusStatus};
+use gpuscope_crds::gpu_node_status::{GpuInfo, GpuNodeStatusStatus, GpuVerdict, XidSource};
 use gpuscope_crds::health::reason;
 use kube::ResourceExt;
 use schemars::JsonSchema;
@@ -20,7 +25,8 @@ use crate::tools::common::{
     ConditionView, GpuRef, NodeMetadata, gpu_at, node_health, node_metadata, plural, taints, unschedulable,
 };
 use crate::tools::health::node_problems;
-use crate::xid_view::{meaning, severity};
+use crate::tools::inventory::MigView;
+use crate::xid_view::{XidMeaning, meaning, severity};
 
 /// Most XID totals and pods listed for one node.
 const MAX_ROWS: usize = 20;
@@ -54,12 +60,18 @@ pub struct NodeDescription {
     pub probe: Freshness,
     /// Driver, CUDA, NVML versions and GPU count.
     pub software: Software,
-    /// One entry per GPU, with verdict, telemetry and error counters.
+    /// Telemetry and counters every GPU the probe sees reports alike (with two or more GPUs), said once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_common: Option<GpuTelemetry>,
+    /// One entry per GPU: identity, verdict, and the telemetry in which it differs from `gpu_common`.
     pub gpus: Vec<GpuDetail>,
-    /// The operator's health conditions.
+    /// The operator's health conditions. A message that restates a GPU's action (`gpus[].action`) is left out.
     pub conditions: Vec<ConditionView>,
-    /// XID totals per (GPU, code), newest first, explained.
+    /// XID totals per (GPU, code), newest first (at most 20).
     pub recent_xids: Vec<XidTotalView>,
+    /// What each code in `recent_xids` means and what to do (NVIDIA's catalog), once per code.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub xid_codes: Vec<XidMeaning>,
     /// The Kubernetes side: Node state and GPU pods.
     pub kubernetes: NodeKubernetes,
     /// Fields the driver could not report.
@@ -90,7 +102,7 @@ pub struct Software {
     pub probe: Option<String>,
 }
 
-/// One GPU in full.
+/// One GPU: identity, verdict, telemetry.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct GpuDetail {
     /// Identity.
@@ -104,23 +116,139 @@ pub struct GpuDetail {
     /// What to do about this GPU, when not healthy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
-    /// Still visible to NVML (false: only the operator's verdict remembers it).
-    pub present: bool,
+    /// Present (true) when NVML no longer lists this GPU and only the operator's verdict remembers it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub missing: bool,
+    /// Telemetry and counters as the probe last wrote them, where they differ from `gpu_common` (inline in the
+    /// GPU's entry): a field absent here and there was not reported (see `unsupported_fields`).
+    #[serde(flatten)]
+    pub telemetry: GpuTelemetry,
+}
+
+/// A GPU's telemetry snapshot and error counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct GpuTelemetry {
     /// Product name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product_name: Option<String>,
-    /// Telemetry and counters as the probe last wrote them (the GpuNodeStatus's gpus entry).
+    /// Board serial number (what an RMA asks for).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub telemetry: Option<serde_json::Value>,
+    pub serial: Option<String>,
+    /// Total memory, MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_total_mib: Option<u64>,
+    /// Used memory, MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_used_mib: Option<u64>,
+    /// Temperature, degrees Celsius.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature_celsius: Option<u32>,
+    /// Power draw, watts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_draw_watts: Option<u32>,
+    /// Power limit, watts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_limit_watts: Option<u32>,
+    /// GPU utilization, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_utilization_percent: Option<u32>,
+    /// Memory utilization, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_utilization_percent: Option<u32>,
+    /// SM clock, MHz.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sm_clock_mhz: Option<u32>,
+    /// Memory clock, MHz.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_clock_mhz: Option<u32>,
+    /// Active clock throttle reasons (empty: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle_reasons: Option<Vec<String>>,
+    /// ECC mode and error counters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ecc: Option<EccView>,
+    /// Retired memory pages (GPUs before Ampere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired_pages: Option<RetiredPagesView>,
+    /// Remapped memory rows (Ampere and later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remapped_rows: Option<RemappedRowsView>,
+    /// MIG mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mig: Option<MigView>,
+    /// NVLinks: how many are active, and which are not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nvlinks: Option<NvLinkSummary>,
+    /// The driver's recovery action: "None", or what it asks for with its code, source and time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_action: Option<String>,
 }
 
-/// An XID total on this node.
+impl GpuTelemetry {
+    /// Nothing reported (or everything said in `gpu_common`).
+    pub fn is_empty(&self) -> bool {
+        *self == GpuTelemetry::default()
+    }
+}
+
+/// ECC mode and error counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct EccView {
+    /// ECC enabled.
+    pub enabled: bool,
+    /// Corrected errors since the driver loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volatile_corrected: Option<u64>,
+    /// Uncorrected errors since the driver loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volatile_uncorrected: Option<u64>,
+    /// Corrected errors over the GPU's life.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregate_corrected: Option<u64>,
+    /// Uncorrected errors over the GPU's life.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregate_uncorrected: Option<u64>,
+}
+
+/// Retired memory pages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct RetiredPagesView {
+    /// Retired for single-bit ECC errors.
+    pub single_bit_ecc: u64,
+    /// Retired for double-bit ECC errors.
+    pub double_bit_ecc: u64,
+    /// A retirement waits for the next GPU reset.
+    pub pending: bool,
+}
+
+/// Remapped memory rows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct RemappedRowsView {
+    /// Rows remapped for correctable errors.
+    pub correctable: u64,
+    /// Rows remapped for uncorrectable errors.
+    pub uncorrectable: u64,
+    /// A remap waits for the next GPU reset.
+    pub pending: bool,
+    /// Remapping failed: no spare rows left.
+    pub failure: bool,
+}
+
+/// NVLinks of a GPU, counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct NvLinkSummary {
+    /// Active links.
+    pub active: usize,
+    /// Links that are not active, by number.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inactive: Vec<u32>,
+}
+
+/// An XID total on this node (what the code means: `xid_codes`).
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct XidTotalView {
     /// XID code.
     pub code: u32,
-    /// NVIDIA's mnemonic.
-    pub mnemonic: String,
     /// info, warning or critical.
     pub severity: String,
     /// The GPU.
@@ -129,8 +257,6 @@ pub struct XidTotalView {
     pub count: u64,
     /// Newest occurrence (RFC 3339).
     pub last_seen: String,
-    /// What to do (catalog).
-    pub recommended_action: String,
 }
 
 /// The node as Kubernetes sees it.
@@ -144,8 +270,10 @@ pub struct NodeKubernetes {
     /// Cordoned.
     pub unschedulable: bool,
     /// Taints as key=value:effect.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<String>,
     /// Node conditions that are not in their normal state (Ready not True, pressure True, and gpuscope's GPUHealthy).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<ConditionView>,
     /// GPU resources the node has.
     pub gpu_capacity: ResourceCounts,
@@ -190,31 +318,120 @@ impl Answer for NodeDescription {
             .map(|g| format!("{}: {} ({})", g.gpu.label(), g.health, g.reasons.join(", ")))
             .collect();
         lines.extend(self.recent_xids.iter().take(3).map(|x| {
-            format!("XID {} {} on {} x{} (last {})", x.code, x.mnemonic, x.gpu.label(), x.count, x.last_seen)
+            let mnemonic = self.xid_codes.iter().find(|m| m.code == x.code).map_or("", |m| m.mnemonic.as_str());
+            format!("XID {} {mnemonic} on {} x{} (last {})", x.code, x.gpu.label(), x.count, x.last_seen)
         }));
         lines
     }
 }
 
-fn gpu_details(s: &GpuNodeStatusStatus, node: &str) -> Vec<GpuDetail> {
+fn telemetry(g: &GpuInfo) -> GpuTelemetry {
+    GpuTelemetry {
+        product_name: g.product_name.clone(),
+        serial: g.serial.clone(),
+        memory_total_mib: g.memory.as_ref().map(|m| m.total_mib),
+        memory_used_mib: g.memory.as_ref().and_then(|m| m.used_mib),
+        temperature_celsius: g.temperature_celsius,
+        power_draw_watts: g.power_draw_watts,
+        power_limit_watts: g.power_limit_watts,
+        gpu_utilization_percent: g.utilization.as_ref().map(|u| u.gpu_percent),
+        memory_utilization_percent: g.utilization.as_ref().map(|u| u.memory_percent),
+        sm_clock_mhz: g.clocks.as_ref().and_then(|c| c.sm_mhz),
+        memory_clock_mhz: g.clocks.as_ref().and_then(|c| c.memory_mhz),
+        throttle_reasons: g.throttle_reasons.clone(),
+        ecc: g.ecc.as_ref().map(|e| EccView {
+            enabled: e.enabled,
+            volatile_corrected: e.volatile_corrected,
+            volatile_uncorrected: e.volatile_uncorrected,
+            aggregate_corrected: e.aggregate_corrected,
+            aggregate_uncorrected: e.aggregate_uncorrected,
+        }),
+        retired_pages: g.retired_pages.as_ref().map(|r| RetiredPagesView {
+            single_bit_ecc: r.single_bit_ecc,
+            double_bit_ecc: r.double_bit_ecc,
+            pending: r.pending,
+        }),
+        remapped_rows: g.remapped_rows.as_ref().map(|r| RemappedRowsView {
+            correctable: r.correctable,
+            uncorrectable: r.uncorrectable,
+            pending: r.pending,
+            failure: r.failure,
+        }),
+        mig: g.mig.as_ref().map(|m| MigView {
+            enabled: m.enabled,
+            pending_enabled: m.pending_enabled.filter(|p| *p != m.enabled),
+            devices: m.device_count,
+        }),
+        nvlinks: g.nvlinks.as_ref().map(|links| NvLinkSummary {
+            active: links.iter().filter(|l| l.active).count(),
+            inactive: links.iter().filter(|l| !l.active).map(|l| l.link).collect(),
+        }),
+        recovery_action: g.recovery_action.as_ref().map(|r| {
+            if r.code == 0 {
+                return r.action.clone();
+            }
+            let source = match r.source {
+                XidSource::Kmsg => "kernel log",
+                XidSource::Nvml => "NVML",
+            };
+            match &r.time {
+                Some(t) => format!("{} (code {}, from {source}, since {})", r.action, r.code, rfc3339(t)),
+                None => format!("{} (code {}, from {source})", r.action, r.code),
+            }
+        }),
+    }
+}
+
+/// Move every telemetry field all `gpus` report alike into one [`GpuTelemetry`]; each GPU keeps what differs.
+fn factor_common(gpus: &mut [GpuTelemetry]) -> GpuTelemetry {
+    let mut common = GpuTelemetry::default();
+    macro_rules! factor {
+        ($($field:ident),* $(,)?) => {$(
+            if let Some(first) = gpus.first().and_then(|g| g.$field.clone())
+                && gpus.iter().all(|g| g.$field.as_ref() == Some(&first))
+            {
+                common.$field = Some(first);
+                gpus.iter_mut().for_each(|g| g.$field = None);
+            }
+        )*};
+    }
+    factor!(
+        product_name,
+        serial,
+        memory_total_mib,
+        memory_used_mib,
+        temperature_celsius,
+        power_draw_watts,
+        power_limit_watts,
+        gpu_utilization_percent,
+        memory_utilization_percent,
+        sm_clock_mhz,
+        memory_clock_mhz,
+        throttle_reasons,
+        ecc,
+        retired_pages,
+        remapped_rows,
+        mig,
+        nvlinks,
+        recovery_action,
+    );
+    common
+}
+
+/// The node's GPUs, and what the present ones share (with two or more of them).
+fn gpu_details(s: &GpuNodeStatusStatus, node: &str) -> (Vec<GpuDetail>, Option<GpuTelemetry>) {
     let verdicts = s.verdicts.as_deref().unwrap_or(&[]);
     let infos: &[GpuInfo] = s.gpus.as_deref().unwrap_or(&[]);
+    let mut measured: Vec<GpuTelemetry> = infos.iter().map(telemetry).collect();
+    let common = (measured.len() >= 2).then(|| factor_common(&mut measured)).filter(|c| !c.is_empty());
     let mut out: Vec<GpuDetail> = infos
         .iter()
-        .map(|g| {
-            let v = verdicts.iter().find(|v| v.uuid == g.uuid);
-            let mut telemetry = serde_json::to_value(g).ok();
-            if let Some(serde_json::Value::Object(map)) = telemetry.as_mut() {
-                // Identity is already in `gpu`; keep only measurements and counters.
-                for k in ["index", "uuid", "pciBusId", "productName"] {
-                    map.remove(k);
-                }
-            }
+        .zip(measured)
+        .map(|(g, telemetry)| {
             detail(
                 GpuRef { index: Some(g.index), uuid: Some(g.uuid.clone()), pci_bus_id: g.pci_bus_id.clone() },
-                v,
-                true,
-                g.product_name.clone(),
+                verdicts.iter().find(|v| v.uuid == g.uuid),
+                false,
                 telemetry,
                 node,
             )
@@ -224,23 +441,15 @@ fn gpu_details(s: &GpuNodeStatusStatus, node: &str) -> Vec<GpuDetail> {
         out.push(detail(
             GpuRef { index: v.index, uuid: Some(v.uuid.clone()), pci_bus_id: None },
             Some(v),
-            false,
-            None,
-            None,
+            true,
+            GpuTelemetry::default(),
             node,
         ));
     }
-    out
+    (out, common)
 }
 
-fn detail(
-    gpu: GpuRef,
-    v: Option<&gpuscope_crds::gpu_node_status::GpuVerdict>,
-    present: bool,
-    product_name: Option<String>,
-    telemetry: Option<serde_json::Value>,
-    node: &str,
-) -> GpuDetail {
+fn detail(gpu: GpuRef, v: Option<&GpuVerdict>, missing: bool, telemetry: GpuTelemetry, node: &str) -> GpuDetail {
     let health = v.map(|v| v.health).unwrap_or(Health::Unknown);
     let action = v.filter(|v| v.health != Health::Healthy).map(|v| {
         v.message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| match v.reasons.first() {
@@ -248,36 +457,38 @@ fn detail(
             None => format!("Inspect {node}."),
         })
     });
-    GpuDetail {
-        gpu,
-        health,
-        reasons: v.map(|v| v.reasons.clone()).unwrap_or_default(),
-        action,
-        present,
-        product_name,
-        telemetry,
-    }
+    GpuDetail { gpu, health, reasons: v.map(|v| v.reasons.clone()).unwrap_or_default(), action, missing, telemetry }
 }
 
-fn xid_totals(s: &GpuNodeStatusStatus) -> Vec<XidTotalView> {
+/// The newest totals, and the catalog entry of each code among them.
+fn xid_totals(s: &GpuNodeStatusStatus) -> (Vec<XidTotalView>, Vec<XidMeaning>) {
     let mut totals: Vec<_> = s.xids.iter().flat_map(|x| x.totals.iter()).collect();
     totals.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
-    totals
+    let views: Vec<XidTotalView> = totals
         .into_iter()
         .take(MAX_ROWS)
-        .map(|t| {
-            let m = meaning(t.code);
-            XidTotalView {
-                code: t.code,
-                mnemonic: m.mnemonic,
-                severity: severity(t.code).as_str().to_string(),
-                gpu: gpu_at(s, &t.pci_bus_id, t.gpu_uuid.as_deref()),
-                count: t.count,
-                last_seen: rfc3339(&t.last_seen),
-                recommended_action: m.recommended_action,
-            }
+        .map(|t| XidTotalView {
+            code: t.code,
+            severity: severity(t.code).as_str().to_string(),
+            gpu: gpu_at(s, &t.pci_bus_id, t.gpu_uuid.as_deref()),
+            count: t.count,
+            last_seen: rfc3339(&t.last_seen),
         })
-        .collect()
+        .collect();
+    let mut codes: Vec<u32> = views.iter().map(|v| v.code).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    (views, codes.into_iter().map(meaning).collect())
+}
+
+/// A condition for this answer: its message left out when it restates a GPU's action, which the operator builds
+/// both from the same findings (an Unhealthy GPU's catalog text would otherwise appear three times).
+fn condition_view(c: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition, gpus: &[GpuDetail]) -> ConditionView {
+    let mut view = ConditionView::from(c);
+    if gpus.iter().filter_map(|g| g.action.as_deref()).any(|a| !a.is_empty() && view.message.contains(a)) {
+        view.message.clear();
+    }
+    view
 }
 
 fn abnormal(c: &k8s_openapi::api::core::v1::NodeCondition) -> bool {
@@ -352,8 +563,8 @@ pub fn answer(snap: &Snapshot, args: &DescribeArgs) -> Result<NodeDescription, T
         },
     };
 
-    let gpus = s.map(|s| gpu_details(s, &n.name)).unwrap_or_default();
-    let recent_xids = s.map(xid_totals).unwrap_or_default();
+    let (gpus, gpu_common) = s.map(|s| gpu_details(s, &n.name)).unwrap_or_default();
+    let (recent_xids, xid_codes) = s.map(xid_totals).unwrap_or_default();
     let problems = node_problems(o, &n.name, probe.state, None);
 
     let model = s.and_then(|s| s.gpu_model.clone()).unwrap_or_else(|| "GPU".to_string());
@@ -388,10 +599,12 @@ pub fn answer(snap: &Snapshot, args: &DescribeArgs) -> Result<NodeDescription, T
         verdict.push_str(" No Node object of this name exists (deleted, or a stale GpuNodeStatus).");
     }
     let action = match problems.first() {
-        Some(p) if health == Health::Unhealthy && kubernetes.pod_count > 0 => {
-            format!("{} Move its {} first.", p.action, plural(kubernetes.pod_count, "GPU pod"))
-        }
-        Some(p) => p.action.clone(),
+        Some(p) if health == Health::Unhealthy && kubernetes.pod_count > 0 => format!(
+            "{} Move its {} first.",
+            p.action.as_deref().unwrap_or_default(),
+            plural(kubernetes.pod_count, "GPU pod")
+        ),
+        Some(p) => p.action.clone().unwrap_or_default(),
         None if s.is_none() => actions::for_reason(reason::NO_DATA, &n.name),
         None => "None needed.".to_string(),
     };
@@ -419,12 +632,14 @@ pub fn answer(snap: &Snapshot, args: &DescribeArgs) -> Result<NodeDescription, T
                 )
             }),
         },
-        gpus,
         conditions: s
             .and_then(|s| s.conditions.as_ref())
-            .map(|cs| cs.iter().map(ConditionView::from).collect())
+            .map(|cs| cs.iter().map(|c| condition_view(c, &gpus)).collect())
             .unwrap_or_default(),
+        gpu_common,
+        gpus,
         recent_xids,
+        xid_codes,
         kubernetes,
         unsupported_fields: s.and_then(|s| s.unsupported_fields.clone()).unwrap_or_default(),
     })
@@ -459,9 +674,14 @@ mod tests {
         assert_eq!(d.gpus[2].reasons, ["XidFallenOffBus"]);
         assert!(d.gpus[2].action.as_deref().is_some_and(|a| a.contains("reboot")));
         assert!(d.gpus[0].action.is_none());
-        assert_eq!(d.gpus[0].telemetry.as_ref().map(|t| t["temperatureCelsius"].clone()), Some(serde_json::json!(40)));
+        assert_eq!(d.gpus[0].telemetry.temperature_celsius, Some(40), "temperatures differ: said per GPU");
+        let common = d.gpu_common.as_ref().expect("four GPUs share their product and limits");
+        assert_eq!(common.product_name.as_deref(), Some("NVIDIA H100 80GB HBM3"));
+        assert_eq!((common.power_limit_watts, d.gpus[0].telemetry.power_limit_watts), (Some(700), None));
         assert_eq!(d.recent_xids[0].code, 79);
         assert_eq!(d.recent_xids[0].gpu.index, Some(2));
+        assert_eq!(d.xid_codes.iter().map(|m| m.code).collect::<Vec<_>>(), [79]);
+        assert!(d.xid_codes[0].recommended_action.contains("reboot"), "{:?}", d.xid_codes[0]);
         assert_eq!(d.kubernetes.gpu_allocated.get("nvidia.com/gpu"), Some(&2), "only the running pod on n1 holds GPUs");
         assert_eq!(d.kubernetes.pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["train-0"]);
         assert!(d.kubernetes.unschedulable);
@@ -477,6 +697,57 @@ mod tests {
     }
 
     #[test]
+    fn gpus_alike_are_said_once_and_only_their_differences_per_gpu() {
+        use gpuscope_crds::gpu_node_status::{EccCounters, NvLinkState};
+        let mut o = healthy("n1", 8);
+        for g in o.status.as_mut().and_then(|s| s.gpus.as_mut()).into_iter().flatten() {
+            g.temperature_celsius = Some(35);
+            g.nvlinks = Some((0..18).map(|link| NvLinkState { link, active: !(g.index == 6 && link == 4) }).collect());
+            g.ecc = Some(EccCounters {
+                enabled: true,
+                volatile_corrected: Some(if g.index == 2 { 12 } else { 0 }),
+                ..Default::default()
+            });
+        }
+        let d = answer(
+            &snapshot(vec![o], vec![node("n1", 8)], vec![]),
+            &DescribeArgs { node_name: "n1".into(), ..Default::default() },
+        )
+        .expect("answer");
+        let common = d.gpu_common.as_ref().expect("common telemetry");
+        assert_eq!(common.temperature_celsius, Some(35));
+        assert_eq!(common.nvlinks, None, "GPU 6 has a link down, so NVLinks are said per GPU");
+        assert_eq!(d.gpus[6].telemetry.nvlinks, Some(NvLinkSummary { active: 17, inactive: vec![4] }));
+        assert_eq!(d.gpus[0].telemetry.nvlinks, Some(NvLinkSummary { active: 18, inactive: vec![] }));
+        assert_eq!(d.gpus[2].telemetry.ecc.as_ref().and_then(|e| e.volatile_corrected), Some(12));
+        assert!(d.gpus[1].telemetry.temperature_celsius.is_none(), "said once in gpu_common");
+        let json = serde_json::to_value(&d).expect("json");
+        assert_eq!(json["gpus"][0]["nvlinks"], serde_json::json!({ "active": 18 }));
+        assert_eq!(json["gpus"][6]["nvlinks"], serde_json::json!({ "active": 17, "inactive": [4] }));
+        assert!(json["gpus"][1].get("missing").is_none(), "false is left out");
+        assert!(json["kubernetes"].get("taints").is_none(), "empty lists are left out");
+    }
+
+    #[test]
+    fn a_condition_that_restates_a_gpus_action_keeps_its_reason_but_not_the_text() {
+        let message = "XID 79 fell off the bus; Unhealthy until the node reboots. Drain the node and reboot it.";
+        let mut o = with_verdict(healthy("n1", 2), 1, Health::Unhealthy, &[reason::XID_FALLEN_OFF_BUS], message);
+        for c in o.status.as_mut().and_then(|s| s.conditions.as_mut()).into_iter().flatten() {
+            if c.type_ == "GPUHealthy" {
+                c.message = format!("1 of 2 GPUs Unhealthy. GPU 1 (GPU-n1-1, PCI 0000:11:00.0): {message}");
+            }
+        }
+        let d =
+            answer(&snapshot(vec![o], vec![], vec![]), &DescribeArgs { node_name: "n1".into(), ..Default::default() })
+                .expect("answer");
+        assert_eq!(d.gpus[1].action.as_deref(), Some(message));
+        let of = |t: &str| d.conditions.iter().find(|c| c.type_ == t).expect("condition");
+        assert_eq!((of("GPUHealthy").status.as_str(), of("GPUHealthy").reason.as_str()), ("False", "XidFallenOffBus"));
+        assert!(of("GPUHealthy").message.is_empty(), "{:?}", of("GPUHealthy"));
+        assert_eq!(of("ProbeReporting").message, "ProbeReporting True", "other messages stay");
+    }
+
+    #[test]
     fn vanished_gpu_and_missing_node_object_are_named() {
         let mut o = with_verdict(healthy("n1", 2), 5, Health::Unhealthy, &[reason::GPU_MISSING], "");
         if let Some(s) = o.status.as_mut() {
@@ -485,7 +756,7 @@ mod tests {
         let d =
             answer(&snapshot(vec![o], vec![], vec![]), &DescribeArgs { node_name: "n1".into(), ..Default::default() })
                 .expect("answer");
-        let missing = d.gpus.iter().find(|g| !g.present).expect("the vanished GPU is listed");
+        let missing = d.gpus.iter().find(|g| g.missing).expect("the vanished GPU is listed");
         assert_eq!((missing.gpu.index, missing.health), (Some(5), Health::Unhealthy));
         assert!(!d.kubernetes.node_exists);
         assert!(d.verdict.contains("No Node object"), "{}", d.verdict);

@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
-use crate::args::{self, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::args::{self, FLEET_DEFAULT_LIMIT, MAX_LIMIT};
 use crate::error::ToolError;
 use crate::snapshot::Snapshot;
 use crate::tools::common::{GpuRef, Truncated, gpu_at, node_health, plural, take};
@@ -25,7 +25,7 @@ use crate::tools::common::{GpuRef, Truncated, gpu_at, node_health, plural, take}
 pub struct ExplainXidArgs {
     /// The XID code, e.g. 79 (the number after the PCI address in `NVRM: Xid (PCI:0000:3b:00): 79, ...`).
     pub code: u32,
-    /// Most nodes listed with the code in their history, 1-200, default 20; the totals cover every node.
+    /// Most nodes listed with the code in their history, 1-200, default 10; the totals cover every node.
     #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<u32>,
     /// Cluster (kubeconfig context) whose nodes to list; omit for the default (first) cluster.
@@ -134,7 +134,7 @@ impl Answer for XidExplainAnswer {
 
 /// Explain `args.code`; `snap` is the cluster to search, when one is connected.
 pub fn answer(snap: Option<&Snapshot>, args: &ExplainXidArgs) -> Result<XidExplainAnswer, ToolError> {
-    let limit = args::limit(args.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let limit = args::limit(args.limit, FLEET_DEFAULT_LIMIT, MAX_LIMIT)?;
     // The facade does not read the cluster's health policy: the verdicts are the operator's default rules.
     let explanation = explain_xid(args.code, &EffectivePolicy::default());
     let verdict = verdict_line(&explanation);

@@ -12,9 +12,10 @@ use crate::freshness::{self, ProbeState};
 use crate::gpu_resources::{is_active, node_allocatable, pod_gpu_requests, whole_gpus};
 use crate::snapshot::Snapshot;
 use crate::tools::common::{
-    DriverCount, HealthCounts, ModelCount, Truncated, by_driver, by_model, count_gpu_healths, node_health, plural, take,
+    DriverCount, HealthCounts, ModelCount, Truncated, by_driver, by_model, count_gpu_healths, merge_cuts, node_health,
+    plural, take,
 };
-use crate::tools::health::{ProbeCounts, node_problems};
+use crate::tools::health::{ProbeCounts, ReasonAction, actions_by_reason, node_problems};
 use crate::xid_view::meaning;
 
 /// Default and largest number of offenders and stale probes listed.
@@ -55,8 +56,11 @@ pub struct FleetSummary {
     pub allocation: FleetAllocation,
     /// XIDs within the health policy's window, as the operator counts them.
     pub xids: FleetXids,
-    /// Worst nodes first: Unhealthy, then Degraded; with reasons and action.
+    /// Worst nodes first: Unhealthy, then Degraded; with their reasons.
     pub top_offenders: Vec<Offender>,
+    /// What to do about each reason among all offenders and silent probes (not only those listed), most urgent
+    /// first: said once per reason rather than per node.
+    pub actions_by_reason: Vec<ReasonAction>,
     /// Nodes whose probe stopped reporting (or never did), longest first.
     pub stale_probes: Vec<StaleProbe>,
     /// Present when a list was cut to `limit`.
@@ -116,8 +120,6 @@ pub struct Offender {
     pub reasons: Vec<String>,
     /// XIDs within the policy window.
     pub recent_xids: u64,
-    /// What to do.
-    pub action: String,
 }
 
 /// A node whose probe is not reporting.
@@ -156,7 +158,9 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
     let limit = args::limit(args.limit, DEFAULT_TOP, MAX_TOP)?;
     let gpu_nodes = snap.gpu_nodes();
     let (mut nodes, mut gpus, mut probes) = (HealthCounts::default(), HealthCounts::default(), ProbeCounts::default());
-    let mut offenders = Vec::new();
+    // (offender, its first action): only the worst one's action is spelled out, in `action`.
+    let mut offenders: Vec<(Offender, String)> = Vec::new();
+    let mut problems = Vec::new();
     let mut stale = Vec::new();
     let mut xids = FleetXids::default();
     let mut latest: std::collections::BTreeMap<u32, usize> = Default::default();
@@ -184,33 +188,42 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
                 *latest.entry(code).or_default() += 1;
             }
         }
-        if matches!(probe, ProbeState::Stale | ProbeState::Missing) {
+        let silent = matches!(probe, ProbeState::Stale | ProbeState::Missing);
+        if silent {
             let f = freshness::of(o, snap.now());
             stale.push(StaleProbe { node: name.clone(), state: f.state, since: f.since, held_for: f.held_for });
         }
-        if matches!(health, Health::Unhealthy | Health::Degraded) {
-            let problems = node_problems(o, name, probe, None);
+        let offends = matches!(health, Health::Unhealthy | Health::Degraded);
+        if !(offends || silent) {
+            continue;
+        }
+        let node_problems = node_problems(o, name, probe, None);
+        if offends {
             let mut reasons: Vec<String> = Vec::new();
-            for r in problems.iter().flat_map(|p| p.reasons.iter()) {
+            for r in node_problems.iter().flat_map(|p| p.reasons.iter()) {
                 if !reasons.contains(r) {
                     reasons.push(r.clone());
                 }
             }
-            offenders.push(Offender {
-                node: name.clone(),
-                health,
-                unhealthy_gpus: node_gpus.unhealthy,
-                degraded_gpus: node_gpus.degraded,
-                reasons,
-                recent_xids: recent,
-                action: problems
-                    .first()
-                    .map(|p| p.action.clone())
-                    .unwrap_or_else(|| format!("Inspect {name} with describe_gpu_node.")),
-            });
+            let action = node_problems
+                .first()
+                .and_then(|p| p.action.clone())
+                .unwrap_or_else(|| format!("Inspect {name} with describe_gpu_node."));
+            offenders.push((
+                Offender {
+                    node: name.clone(),
+                    health,
+                    unhealthy_gpus: node_gpus.unhealthy,
+                    degraded_gpus: node_gpus.degraded,
+                    reasons,
+                    recent_xids: recent,
+                },
+                action,
+            ));
         }
+        problems.extend(node_problems);
     }
-    offenders.sort_by(|a, b| {
+    offenders.sort_by(|(a, _), (b, _)| {
         (b.health == Health::Unhealthy)
             .cmp(&(a.health == Health::Unhealthy))
             .then_with(|| {
@@ -252,9 +265,10 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
     }
 
     let hint = || format!("call get_gpu_health for every problem, or raise limit (max {MAX_TOP})");
-    let (top_offenders, t1) = take(offenders, limit, hint);
+    let first_action = offenders.first().map(|(o, action)| (o.node.clone(), o.health, action.clone()));
+    let (top_offenders, t1) = take(offenders.into_iter().map(|(o, _)| o).collect(), limit, hint);
     let (stale_probes, t2) = take(stale, limit, hint);
-    let truncated = [t1, t2].into_iter().flatten().max_by_key(|t| t.total);
+    let truncated = merge_cuts([("top_offenders", t1), ("stale_probes", t2)]);
     let mut by_model = by_model(gpu_nodes.iter().filter_map(|n| n.status.as_deref()));
     by_model.truncate(10);
     let mut by_driver = by_driver(gpu_nodes.iter().filter_map(|n| n.status.as_deref()));
@@ -287,8 +301,8 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
         v.push('.');
         v
     };
-    let action = match (top_offenders.first(), stale_probes.first()) {
-        (Some(o), _) if o.health == Health::Unhealthy => format!("{}: {}", o.node, o.action),
+    let action = match (&first_action, stale_probes.first()) {
+        (Some((node, Health::Unhealthy, action)), _) => format!("{node}: {action}"),
         (_, Some(s)) => crate::actions::for_reason(
             if s.state == ProbeState::Missing {
                 gpuscope_crds::health::reason::PROBE_MISSING
@@ -297,7 +311,7 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
             },
             &s.node,
         ),
-        (Some(o), None) => format!("{}: {}", o.node, o.action),
+        (Some((node, _, action)), None) => format!("{node}: {action}"),
         (None, None) if nodes.total == 0 => {
             "Check that the gpuscope-probe DaemonSet runs on the GPU nodes.".to_string()
         }
@@ -315,6 +329,7 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
         allocation,
         xids,
         top_offenders,
+        actions_by_reason: actions_by_reason(&problems),
         stale_probes,
         truncated,
     })
@@ -348,6 +363,18 @@ mod tests {
         assert_eq!(f.gpus.total, 8_000);
         assert_eq!(f.top_offenders.len(), 10);
         assert_eq!(f.top_offenders[0].reasons, ["XidFallenOffBus"]);
+        let by_reason: Vec<(&str, usize)> = f.actions_by_reason.iter().map(|a| (a.reason.as_str(), a.nodes)).collect();
+        assert_eq!(
+            by_reason,
+            [("XidFallenOffBus", 30), ("HeartbeatTimeout", 20)],
+            "counted over every node, said once"
+        );
+        assert_eq!(
+            f.truncated.as_ref().map(|t| t.hint.as_str()),
+            Some(
+                "top_offenders 10 of 30, stale_probes 10 of 20 shown; call get_gpu_health for every problem, or raise limit (max 50)"
+            )
+        );
         assert_eq!(f.stale_probes.len(), 10);
         assert_eq!(f.xids.latest_codes[0].code, 79);
         assert_eq!(f.xids.latest_codes[0].nodes, 30);

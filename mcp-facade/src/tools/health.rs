@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions;
 use crate::answer::Answer;
-use crate::args::{self, DEFAULT_LIMIT, GpuArg, GpuSelector, MAX_LIMIT};
+use crate::args::{self, DEFAULT_LIMIT, FLEET_DEFAULT_LIMIT, GpuArg, GpuSelector, MAX_LIMIT};
 use crate::error::ToolError;
 use crate::freshness::{self, Freshness, ProbeState};
 use crate::snapshot::{NodeRef, Snapshot};
@@ -23,7 +23,8 @@ pub struct HealthArgs {
     pub node_name: Option<String>,
     /// One GPU: its NVML index (with node_name) or its UUID or the leading part of it.
     pub gpu: Option<GpuArg>,
-    /// Most problems to list (1-200, default 20); counts always cover everything.
+    /// Most problems to list (1-200; default 10 fleet-wide, 20 with node_name or gpu); counts always cover
+    /// everything.
     #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<u32>,
     /// Cluster (kubeconfig context) to ask; omit for the default (first) cluster.
@@ -45,8 +46,12 @@ pub struct HealthReport {
     pub gpus: HealthCounts,
     /// Probes by freshness.
     pub probes: ProbeCounts,
-    /// What is not healthy, worst first: Unhealthy, Degraded, then Unknown; each with reasons and action.
+    /// What is not healthy, worst first: Unhealthy, Degraded, then Unknown; each with its reasons, and with its
+    /// action when node_name or gpu was given (fleet-wide, `actions_by_reason` says what to do once per reason).
     pub problems: Vec<Problem>,
+    /// Fleet-wide: what to do about each reason among all problems (not only those listed), most urgent first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub actions_by_reason: Vec<ReasonAction>,
     /// The node's conditions (when node_name was given).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<ConditionView>,
@@ -95,10 +100,60 @@ pub struct Problem {
     pub gpu: Option<GpuRef>,
     /// Machine-readable reasons, e.g. XidFallenOffBus.
     pub reasons: Vec<String>,
-    /// What to do.
-    pub action: String,
+    /// What to do: the operator's message for this GPU, or the action for its first reason. Left out of
+    /// fleet-wide lists, where it would repeat the same catalog text per row (see `actions_by_reason`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
     /// Whether the probe is reporting (a stale probe means the verdict may be old).
     pub probe: ProbeState,
+}
+
+/// What to do about one reason, said once for every node that has it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ReasonAction {
+    /// The reason, e.g. XidFallenOffBus.
+    pub reason: String,
+    /// The worst verdict it comes with.
+    pub health: Health,
+    /// Nodes with it, all of them.
+    pub nodes: usize,
+    /// GPUs with it, all of them (node-level reasons such as a stale probe name no GPU).
+    pub gpus: usize,
+    /// What to do, `<node>` standing for each node's name (node_name gives the operator's own message per GPU).
+    pub action: String,
+}
+
+/// Reasons given an action in a fleet-wide answer, most urgent first; the health vocabulary has about twenty, a
+/// fleet rarely shows more than a few at once.
+pub const MAX_REASON_ACTIONS: usize = 5;
+
+/// The action for every reason among `problems`, counted over all of them: Unhealthy first, then most nodes.
+pub fn actions_by_reason(problems: &[Problem]) -> Vec<ReasonAction> {
+    let mut by: std::collections::BTreeMap<&str, (Health, std::collections::BTreeSet<&str>, usize)> =
+        Default::default();
+    for p in problems {
+        for r in &p.reasons {
+            let entry = by.entry(r.as_str()).or_insert((p.health, Default::default(), 0));
+            if rank(p.health) < rank(entry.0) {
+                entry.0 = p.health;
+            }
+            entry.1.insert(p.node.as_str());
+            entry.2 += usize::from(p.gpu.is_some());
+        }
+    }
+    let mut out: Vec<ReasonAction> = by
+        .into_iter()
+        .map(|(reason, (health, nodes, gpus))| ReasonAction {
+            reason: reason.to_string(),
+            health,
+            nodes: nodes.len(),
+            gpus,
+            action: actions::for_reason(reason, "<node>"),
+        })
+        .collect();
+    out.sort_by(|a, b| rank(a.health).cmp(&rank(b.health)).then_with(|| b.nodes.cmp(&a.nodes)));
+    out.truncate(MAX_REASON_ACTIONS);
+    out
 }
 
 impl Answer for HealthReport {
@@ -162,7 +217,7 @@ pub fn node_problems(
                 health: v.health,
                 gpu: Some(gpu),
                 reasons: v.reasons.clone(),
-                action,
+                action: Some(action),
                 probe,
             }
         })
@@ -185,7 +240,7 @@ pub fn node_problems(
             node: name.to_string(),
             health,
             gpu: None,
-            action: actions::for_reason(&why, name),
+            action: Some(actions::for_reason(&why, name)),
             reasons: vec![why],
             probe,
         });
@@ -201,7 +256,8 @@ fn summary_reason(o: Option<&GpuNodeStatus>) -> Option<String> {
 
 /// Answer `get_gpu_health`.
 pub fn answer(snap: &Snapshot, args: &HealthArgs) -> Result<HealthReport, ToolError> {
-    let limit = args::limit(args.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let focused = args.node_name.is_some() || args.gpu.is_some();
+    let limit = args::limit(args.limit, if focused { DEFAULT_LIMIT } else { FLEET_DEFAULT_LIMIT }, MAX_LIMIT)?;
     let node = args.node_name.as_deref().map(|n| snap.require_node(n)).transpose()?;
     let selected = args
         .gpu
@@ -242,7 +298,8 @@ pub fn answer(snap: &Snapshot, args: &HealthArgs) -> Result<HealthReport, ToolEr
             .then_with(|| a.node.cmp(&b.node))
             .then_with(|| a.gpu.as_ref().and_then(|g| g.index).cmp(&b.gpu.as_ref().and_then(|g| g.index)))
     });
-    let (problems, truncated) = take(problems, limit, || {
+    let actions_by_reason = if focused { Vec::new() } else { actions_by_reason(&problems) };
+    let (mut problems, truncated) = take(problems, limit, || {
         "pass node_name (or gpu) to focus, or a larger limit (max 200); the counts cover everything".to_string()
     });
 
@@ -287,10 +344,14 @@ pub fn answer(snap: &Snapshot, args: &HealthArgs) -> Result<HealthReport, ToolEr
     let action = match problems.first() {
         Some(p) => {
             let gpu = p.gpu.as_ref().map(|g| format!(" {}", g.label())).unwrap_or_default();
-            format!("{}{gpu} ({}): {}", p.node, p.health, p.action)
+            format!("{}{gpu} ({}): {}", p.node, p.health, p.action.as_deref().unwrap_or_default())
         }
         None => "None needed.".to_string(),
     };
+    if !focused {
+        // The first problem's action leads the answer; the rest is per reason in `actions_by_reason`.
+        problems.iter_mut().for_each(|p| p.action = None);
+    }
     Ok(HealthReport {
         verdict,
         action,
@@ -299,6 +360,7 @@ pub fn answer(snap: &Snapshot, args: &HealthArgs) -> Result<HealthReport, ToolEr
         gpus,
         probes,
         problems,
+        actions_by_reason,
         conditions,
         probe,
         truncated,
@@ -337,15 +399,35 @@ mod tests {
             "one entry per silent node"
         );
         assert_eq!(r.problems[0].gpu.as_ref().and_then(|g| g.index), Some(3));
-        assert!(
-            r.problems[0].action.contains("reboot"),
-            "catalog-style action for XidFallenOffBus: {}",
-            r.problems[0].action
-        );
-        assert_eq!(r.problems[1].action, "Reset GPU 5 soon.", "the operator's message wins");
         assert!(r.problems.iter().any(|p| p.node == "n-noprobe" && p.reasons == ["NoProbeLease"]));
         assert!(r.verdict.contains("2 probes not reporting"), "{}", r.verdict);
         assert!(r.action.starts_with("n-bad GPU 3 (Unhealthy): Drain n-bad"), "{}", r.action);
+    }
+
+    #[test]
+    fn fleet_wide_problems_name_their_reasons_and_each_reason_gets_its_action_once() {
+        let r = answer(&fleet(), &HealthArgs::default()).expect("answer");
+        assert!(r.problems.iter().all(|p| p.action.is_none()), "no catalog text repeated per row");
+        let reasons: Vec<(&str, Health, usize, usize)> =
+            r.actions_by_reason.iter().map(|a| (a.reason.as_str(), a.health, a.nodes, a.gpus)).collect();
+        assert_eq!(
+            reasons,
+            [
+                ("XidFallenOffBus", Health::Unhealthy, 1, 1),
+                ("RowRemapPending", Health::Degraded, 1, 1),
+                ("HeartbeatTimeout", Health::Unknown, 1, 0),
+                ("NoProbeLease", Health::Unknown, 1, 0),
+            ]
+        );
+        assert!(r.actions_by_reason[0].action.starts_with("Drain <node> and reboot it"), "{:?}", r.actions_by_reason);
+        // One node: every problem with its own action, the operator's message first.
+        let one = HealthArgs { node_name: Some("n-meh".into()), ..Default::default() };
+        let r = answer(&fleet(), &one).expect("answer");
+        assert_eq!(r.problems[0].action.as_deref(), Some("Reset GPU 5 soon."), "the operator's message wins");
+        assert!(r.actions_by_reason.is_empty());
+        let one = HealthArgs { node_name: Some("n-bad".into()), ..Default::default() };
+        let r = answer(&fleet(), &one).expect("answer");
+        assert!(r.problems[0].action.as_deref().is_some_and(|a| a.contains("reboot")), "{:?}", r.problems[0]);
     }
 
     #[test]

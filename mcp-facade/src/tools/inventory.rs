@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions;
 use crate::answer::Answer;
-use crate::args::{self, DEFAULT_LIMIT, GpuArg, GpuSelector, MAX_LIMIT};
+use crate::args::{self, DEFAULT_LIMIT, FLEET_DEFAULT_LIMIT, GpuArg, GpuSelector, MAX_LIMIT};
 use crate::error::ToolError;
 use crate::freshness::{self, ProbeState};
 use crate::snapshot::{NodeRef, Snapshot};
@@ -28,7 +28,7 @@ pub struct InventoryArgs {
     pub node_name: Option<String>,
     /// One GPU: its NVML index (with node_name) or its UUID or the leading part of it (alone or with node_name).
     pub gpu: Option<GpuArg>,
-    /// Most node rows to return (1-200, default 20); totals always cover every node.
+    /// Most node rows to return (1-200; default 10 fleet-wide, 20 with gpu); totals always cover every node.
     #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<u32>,
     /// Add each node's Kubernetes facts: GPU labels, capacity/allocatable, taints, cordon, versions.
@@ -255,7 +255,8 @@ fn totals(nodes: &[NodeRef]) -> InventoryTotals {
 
 /// Answer `get_gpu_inventory`.
 pub fn answer(snap: &Snapshot, args: &InventoryArgs) -> Result<Inventory, ToolError> {
-    let limit = args::limit(args.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let focused = args.node_name.is_some() || args.gpu.is_some();
+    let limit = args::limit(args.limit, if focused { DEFAULT_LIMIT } else { FLEET_DEFAULT_LIMIT }, MAX_LIMIT)?;
     let k8s = args.include_k8s_metadata.unwrap_or(false);
     let node = args.node_name.as_deref().map(|n| snap.require_node(n)).transpose()?;
     let selected = args

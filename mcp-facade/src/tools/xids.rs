@@ -10,11 +10,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
-use crate::args::{self, DEFAULT_LIMIT, GpuArg, GpuSelector, MAX_LIMIT, SeverityArg, Window};
+use crate::args::{self, DEFAULT_LIMIT, FLEET_DEFAULT_LIMIT, GpuArg, GpuSelector, MAX_LIMIT, SeverityArg, Window};
 use crate::error::ToolError;
 use crate::snapshot::Snapshot;
 use crate::time::rfc3339;
-use crate::tools::common::{GpuRef, Truncated, gpu_at, plural, select_gpus, take};
+use crate::tools::common::{GpuRef, Truncated, gpu_at, merge_cuts, plural, select_gpus, take};
 use crate::xid_view::{XidMeaning, meaning, severity};
 
 /// A GPU that logged the same XID this often repeats (a pattern worth naming).
@@ -23,8 +23,16 @@ const REPEAT_THRESHOLD: u64 = 3;
 const FLEET_SPAN_SECONDS: i64 = 15 * 60;
 /// Nodes with the same code at once that point to a shared cause.
 const FLEET_NODES: usize = 3;
-/// Most patterns listed.
-const MAX_PATTERNS: usize = 10;
+/// Most patterns listed: one per (kind, code), most severe first.
+const MAX_PATTERNS: usize = 5;
+/// Most nodes a pattern names; `node_count`, `gpus` and `occurrences` count all of them.
+const MAX_PATTERN_NODES: usize = 3;
+/// Codes that carry the catalog's description and recommended action, most severe first: the codes to act on.
+/// The rest are named and counted; explain_xid gives any code's entry.
+const EXPLAINED_CODES: usize = 3;
+/// Raw events a fleet-wide answer shows without a `limit`: the newest few of thousands, as samples of the driver's
+/// text; the counts, nodes and patterns carry the rest.
+const FLEET_EVENTS: u32 = 3;
 
 /// Arguments of `analyze_xid_errors`.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
@@ -42,7 +50,8 @@ pub struct XidArgs {
     /// Time window: a duration back from now ("30m", "2h", "7d") or an RFC 3339 time ("2026-11-25T08:00:00Z").
     /// Omit for all retained history.
     pub since: Option<String>,
-    /// Most rows per list (codes, nodes, events), 1-200, default 20; totals cover everything.
+    /// Most rows per list (codes, nodes, events), 1-200. Default 20 with node_name or gpu; fleet-wide 10 (and 3
+    /// raw events). Totals cover everything.
     #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<u32>,
     /// Cluster (kubeconfig context) to ask; omit for the default (first) cluster.
@@ -64,7 +73,8 @@ pub struct XidAnalysis {
     pub window: String,
     /// Totals over everything selected.
     pub totals: XidTotals,
-    /// Per code, most severe then most frequent first, with the catalog's meaning and action.
+    /// Per code, most severe then most frequent first; the first 3 with the catalog's description and recommended
+    /// action (explain_xid gives any code's).
     pub by_code: Vec<XidCodeSummary>,
     /// Per node, worst first.
     pub by_node: Vec<XidNodeSummary>,
@@ -105,7 +115,8 @@ pub struct XidCodeSummary {
     pub meaning: XidMeaning,
     /// Occurrences provably in the window.
     pub occurrences: u64,
-    /// True when `occurrences` is a lower bound (a total straddles the window's start).
+    /// Present (true) when `occurrences` is a lower bound (a total straddles the window's start).
+    #[serde(skip_serializing_if = "is_false")]
     pub at_least: bool,
     /// Nodes that logged it.
     pub nodes: usize,
@@ -122,7 +133,8 @@ pub struct XidNodeSummary {
     pub node: String,
     /// Occurrences provably in the window.
     pub occurrences: u64,
-    /// True when `occurrences` is a lower bound (a total straddles the window's start).
+    /// Present (true) when `occurrences` is a lower bound (a total straddles the window's start).
+    #[serde(skip_serializing_if = "is_false")]
     pub at_least: bool,
     /// Most severe code's severity.
     pub worst_severity: String,
@@ -138,7 +150,8 @@ pub struct XidNodeSummary {
 pub enum PatternKind {
     /// The same GPU logs the same code again and again.
     RepeatingGpu,
-    /// The same code on several nodes within minutes: likely a shared cause (driver, fabric, power).
+    /// The same code on several nodes within minutes: likely a shared cause (a driver or firmware rollout, the
+    /// NVLink fabric, power, a bad job spread across nodes) rather than single GPUs.
     SameCodeManyNodes,
 }
 
@@ -151,17 +164,26 @@ pub struct XidPattern {
     pub code: u32,
     /// info, warning or critical.
     pub severity: String,
-    /// What it means and what to do.
+    /// What it means and what to do (the code's catalog action is in `by_code`).
     pub summary: String,
-    /// Nodes involved (at most 10).
+    /// Nodes involved, most occurrences first (at most 3).
     pub nodes: Vec<String>,
-    /// The GPU, for a repeating GPU.
+    /// Nodes involved, all of them.
+    pub node_count: usize,
+    /// GPUs involved, all of them.
+    pub gpus: usize,
+    /// The GPU, when one GPU repeats the code.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<GpuRef>,
     /// Occurrences involved, provably in the window.
     pub occurrences: u64,
-    /// True when `occurrences` is a lower bound (a total straddles the window's start).
+    /// Present (true) when `occurrences` is a lower bound (a total straddles the window's start).
+    #[serde(skip_serializing_if = "is_false")]
     pub at_least: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 /// One raw XID event.
@@ -193,7 +215,7 @@ impl Answer for XidAnalysis {
         &self.action
     }
     fn highlights(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self.patterns.iter().take(3).map(|p| p.summary.clone()).collect();
+        let mut lines: Vec<String> = self.patterns.iter().take(2).map(|p| p.summary.clone()).collect();
         lines.extend(self.by_code.iter().take(3).map(|c| {
             format!(
                 "XID {} {} ({}): {}{} on {}",
@@ -279,7 +301,9 @@ impl Filters<'_> {
 
 /// Answer `analyze_xid_errors`.
 pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError> {
-    let limit = args::limit(args.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
+    let focused = args.node_name.is_some() || args.gpu.is_some();
+    let limit = args::limit(args.limit, if focused { DEFAULT_LIMIT } else { FLEET_DEFAULT_LIMIT }, MAX_LIMIT)?;
+    let event_limit = if focused || args.limit.is_some() { limit } else { FLEET_EVENTS as usize };
     let window = args::since(args.since.as_deref(), snap.now())?;
     let node = args.node_name.as_deref().map(|n| snap.require_node(n)).transpose()?;
     let selected = args
@@ -367,16 +391,11 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
     events.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.node.cmp(&b.1.node)));
     let events: Vec<XidEventView> = events.into_iter().map(|(_, e)| e).collect();
 
-    let mut cut = None;
     let hint = || "narrow with node_name, gpu, code, severity or since, or raise limit (max 200)".to_string();
-    let (by_code, t1) = take(by_code, limit, hint);
+    let (mut by_code, t1) = take(by_code, limit, hint);
     let (by_node, t2) = take(by_node, limit, hint);
-    let (events, t3) = take(events, limit, hint);
-    for t in [t1, t2, t3].into_iter().flatten() {
-        if cut.as_ref().is_none_or(|c: &Truncated| t.total > c.total) {
-            cut = Some(t);
-        }
-    }
+    let (events, t3) = take(events, event_limit, hint);
+    let cut = merge_cuts([("by_code", t1), ("by_node", t2), ("events", t3)]);
 
     let window_label = window.as_ref().map(|w| w.label.clone()).unwrap_or_else(|| "all retained history".to_string());
     let scope = match &node {
@@ -405,7 +424,14 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
             let fleet =
                 patterns.iter().find(|p| p.kind == PatternKind::SameCodeManyNodes && p.code == worst.meaning.code);
             let action = match fleet {
-                Some(p) => p.summary.clone(),
+                Some(p) => format!(
+                    "XID {} ({}) hit {} within 15 minutes: suspect a shared cause (driver or firmware rollout, NVLink \
+                     fabric, power, a bad job spread across nodes) before blaming single GPUs. {}",
+                    p.code,
+                    worst.meaning.mnemonic,
+                    plural(p.node_count, "node"),
+                    worst.meaning.recommended_action
+                ),
                 None => {
                     let newest = rows
                         .iter()
@@ -419,6 +445,10 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
             (verdict, action)
         }
     };
+    for c in by_code.iter_mut().skip(EXPLAINED_CODES) {
+        c.meaning.description.clear();
+        c.meaning.recommended_action.clear();
+    }
     Ok(XidAnalysis {
         verdict,
         action,
@@ -514,9 +544,10 @@ fn patterns(rows: &[Row]) -> Vec<XidPattern> {
         let burst = &times[best.0..best.1];
         if burst.len() >= FLEET_NODES {
             let m = meaning(*code);
-            let involved = || rows.iter().filter(|r| r.code == *code && burst.iter().any(|(_, n)| *n == r.node));
-            let occurrences = involved().map(|r| r.occurrences).sum();
-            let at_least = involved().any(Row::at_least);
+            let in_burst: BTreeSet<&str> = burst.iter().map(|(_, n)| *n).collect();
+            let involved: Vec<&Row> =
+                rows.iter().filter(|r| r.code == *code && in_burst.contains(r.node.as_str())).collect();
+            let occurrences = involved.iter().map(|r| r.occurrences).sum();
             out.push((
                 severity(*code),
                 occurrences,
@@ -524,55 +555,98 @@ fn patterns(rows: &[Row]) -> Vec<XidPattern> {
                     kind: PatternKind::SameCodeManyNodes,
                     code: *code,
                     severity: m.severity.clone(),
+                    // Short: the kind's description names the usual shared causes, by_code the catalog's action.
                     summary: format!(
-                        "XID {code} ({}) hit {} within 15 minutes: suspect a shared cause (driver or firmware rollout, \
-                         NVLink fabric, power, a bad job spread across nodes) before blaming single GPUs. {}",
-                        m.mnemonic,
+                        "XID {code} hit {} within 15 minutes: suspect a shared cause before single GPUs.",
                         plural(burst.len(), "node"),
-                        m.recommended_action
                     ),
-                    nodes: burst.iter().take(10).map(|(_, n)| n.to_string()).collect(),
+                    nodes: most_involved(&involved),
+                    node_count: burst.len(),
+                    gpus: involved.len(),
                     gpu: None,
                     occurrences,
-                    at_least,
+                    at_least: involved.iter().any(|r| r.at_least()),
                 },
             ));
         }
     }
-    // The same GPU repeating a code: only what provably repeated inside the window counts.
+    // GPUs repeating a code: only what provably repeated inside the window counts. One pattern per code, however
+    // many GPUs repeat it (a bad job can make hundreds do so).
+    let mut repeating: BTreeMap<u32, Vec<&Row>> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.occurrences >= REPEAT_THRESHOLD) {
-        let m = meaning(r.code);
-        let advice = if m.class == "application" {
-            "if different workloads hit it, suspect the GPU rather than the application"
-        } else {
-            "a repeating hardware-class XID on one GPU points at that GPU"
+        repeating.entry(r.code).or_default().push(r);
+    }
+    for (code, mut rs) in repeating {
+        rs.sort_by(|a, b| b.occurrences.cmp(&a.occurrences).then_with(|| a.node.cmp(&b.node)));
+        let m = meaning(code);
+        let application = m.class == "application";
+        let occurrences = rs.iter().map(|r| r.occurrences).sum();
+        let at_least = rs.iter().any(|r| r.at_least());
+        let summary = match rs.as_slice() {
+            [one] => format!(
+                "{} {} logged XID {code} ({}) {}{} times: {}.",
+                one.node,
+                one.gpu.label(),
+                m.mnemonic,
+                at_least_prefix(one.at_least()),
+                one.occurrences,
+                if application {
+                    "if different workloads hit it, suspect the GPU rather than the application"
+                } else {
+                    "a repeating hardware-class XID on one GPU points at that GPU"
+                }
+            ),
+            [most, ..] => format!(
+                "XID {code} repeats on {} ({}), {}{occurrences} times in all; most on {} {} ({}{} times): {}.",
+                plural(rs.len(), "GPU"),
+                plural(rs.iter().map(|r| &r.node).collect::<BTreeSet<_>>().len(), "node"),
+                at_least_prefix(at_least),
+                most.node,
+                most.gpu.label(),
+                at_least_prefix(most.at_least()),
+                most.occurrences,
+                if application {
+                    "one workload spread over these GPUs is the likely cause; a GPU that different workloads hit is \
+                     suspect itself"
+                } else {
+                    "each of these GPUs is suspect, and so many at once also points at a shared cause"
+                }
+            ),
+            [] => continue,
         };
         out.push((
-            severity(r.code),
-            r.occurrences,
+            severity(code),
+            occurrences,
             XidPattern {
                 kind: PatternKind::RepeatingGpu,
-                code: r.code,
+                code,
                 severity: m.severity.clone(),
-                // The catalog's action is in by_code already; a fleet can have many repeating GPUs.
-                summary: format!(
-                    "{} {} logged XID {} ({}) {}{} times: {advice}.",
-                    r.node,
-                    r.gpu.label(),
-                    r.code,
-                    m.mnemonic,
-                    at_least_prefix(r.at_least()),
-                    r.occurrences
-                ),
-                nodes: vec![r.node.clone()],
-                gpu: Some(r.gpu.clone()),
-                occurrences: r.occurrences,
-                at_least: r.at_least(),
+                summary,
+                nodes: most_involved(&rs),
+                node_count: rs.iter().map(|r| &r.node).collect::<BTreeSet<_>>().len(),
+                gpus: rs.len(),
+                gpu: match rs.as_slice() {
+                    [one] => Some(one.gpu.clone()),
+                    _ => None,
+                },
+                occurrences,
+                at_least,
             },
         ));
     }
     out.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
     out.into_iter().take(MAX_PATTERNS).map(|(_, _, p)| p).collect()
+}
+
+/// The nodes with the most occurrences among `rows` (then by name), at most [`MAX_PATTERN_NODES`].
+fn most_involved(rows: &[&Row]) -> Vec<String> {
+    let mut per_node: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in rows {
+        *per_node.entry(r.node.as_str()).or_default() += r.occurrences;
+    }
+    let mut nodes: Vec<(&str, u64)> = per_node.into_iter().collect();
+    nodes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    nodes.into_iter().take(MAX_PATTERN_NODES).map(|(n, _)| n.to_string()).collect()
 }
 
 #[cfg(test)]
@@ -722,17 +796,68 @@ mod tests {
 
     #[test]
     fn one_thousand_nodes_stay_within_the_limit() {
-        let statuses = (0..1_000)
+        let r = answer(&snapshot(statuses_of(1_000), vec![], vec![]), &XidArgs::default()).expect("answer");
+        assert_eq!(r.totals.nodes, 1_000);
+        assert_eq!((r.by_node.len(), r.events.len()), (10, 3), "fleet-wide defaults");
+        assert_eq!((r.patterns[0].nodes.len(), r.patterns[0].node_count, r.patterns[0].gpus), (3, 1_000, 1_000));
+        let cut = r.truncated.as_ref().expect("cut");
+        assert_eq!((cut.shown, cut.total), (3, 1_000));
+        assert!(
+            cut.hint.starts_with("by_node 10 of 1000, events 3 of 1000 shown; narrow with node_name"),
+            "{}",
+            cut.hint
+        );
+        // An explicit limit applies to every list, raw events included.
+        let r =
+            answer(&snapshot(statuses_of(1_000), vec![], vec![]), &XidArgs { limit: Some(30), ..Default::default() })
+                .expect("answer");
+        assert_eq!((r.by_node.len(), r.events.len()), (30, 30));
+    }
+
+    fn statuses_of(n: usize) -> Vec<gpuscope_crds::GpuNodeStatus> {
+        (0..n)
             .map(|i| {
                 with_xid(healthy(&format!("n{i:04}"), 8), 0, 13, 1, "2026-11-25T10:00:00Z", "2026-11-25T10:00:00Z")
             })
+            .collect()
+    }
+
+    #[test]
+    fn many_gpus_repeating_a_code_are_one_pattern_naming_the_worst() {
+        let statuses = (0..40)
+            .map(|i| {
+                let count = if i == 17 { 9 } else { 3 };
+                with_xid(healthy(&format!("n{i:02}"), 8), 1, 13, count, "2026-11-25T08:00:00Z", "2026-11-25T11:00:00Z")
+            })
             .collect();
         let r = answer(&snapshot(statuses, vec![], vec![]), &XidArgs::default()).expect("answer");
-        assert_eq!(r.totals.nodes, 1_000);
-        assert_eq!((r.by_node.len(), r.events.len()), (20, 20));
-        assert_eq!(r.patterns[0].nodes.len(), 10);
-        assert!(r.truncated.is_some());
-        let bytes = serde_json::to_vec(&r).expect("json").len();
-        assert!(bytes < 16 * 1024, "fleet answer is {bytes} bytes");
+        let repeating: Vec<&XidPattern> = r.patterns.iter().filter(|p| p.kind == PatternKind::RepeatingGpu).collect();
+        assert_eq!(repeating.len(), 1, "{:?}", r.patterns);
+        let p = repeating[0];
+        assert_eq!((p.gpus, p.node_count, p.occurrences, p.gpu.as_ref()), (40, 40, 126, None));
+        assert_eq!(p.nodes[0], "n17", "most occurrences first");
+        assert!(
+            p.summary
+                .starts_with("XID 13 repeats on 40 GPUs (40 nodes), 126 times in all; most on n17 GPU 1 (9 times)"),
+            "{}",
+            p.summary
+        );
+    }
+
+    #[test]
+    fn only_the_most_severe_codes_carry_the_catalog_text() {
+        let mut o = healthy("n1", 8);
+        for (gpu, code) in [(0, 79), (1, 48), (2, 13), (3, 31), (4, 43)] {
+            o = with_xid(o, gpu, code, 1, "2026-11-25T11:00:00Z", "2026-11-25T11:00:00Z");
+        }
+        let r = answer(&snapshot(vec![o], vec![], vec![]), &XidArgs::default()).expect("answer");
+        let explained: Vec<(u32, bool)> =
+            r.by_code.iter().map(|c| (c.meaning.code, !c.meaning.recommended_action.is_empty())).collect();
+        assert_eq!(explained.len(), 5);
+        assert_eq!(explained.iter().filter(|(_, text)| *text).count(), 3, "{explained:?}");
+        assert!(explained[..3].iter().all(|(_, text)| *text), "the first three, most severe first: {explained:?}");
+        let json = serde_json::to_value(&r).expect("json");
+        assert!(json["by_code"][4].get("recommended_action").is_none(), "{}", json["by_code"][4]);
+        assert_eq!(json["by_code"][4]["mnemonic"], crate::xid_view::meaning(r.by_code[4].meaning.code).mnemonic);
     }
 }
