@@ -41,15 +41,20 @@ async fn main() -> ExitCode {
     };
     match run(&args, stop.clone()).await {
         Ok(code) => code,
-        // A Ctrl-C also reaches the kubectl the demo happens to run (it shares the terminal's process group), so
-        // any failure after a stop request is the interruption, not a fault.
-        Err(_) if stop.requested() => {
-            eprintln!("[demo] stopped before it was ready");
-            ExitCode::from(INTERRUPTED)
-        }
         Err(e) => {
-            eprintln!("[demo] error: {e}");
-            ExitCode::FAILURE
+            // A Ctrl-C also reaches the short-lived helpers the demo runs (openssl, kubectl: they share the
+            // terminal's process group), so a failure after a stop request is the interruption, not a fault. The
+            // helper can fail a moment before the signal task has recorded the request: allow it that moment.
+            let mut waiting = stop.clone();
+            let stopping = stop.requested()
+                || tokio::time::timeout(std::time::Duration::from_millis(500), waiting.wait()).await.is_ok();
+            if stopping {
+                eprintln!("[demo] stopped before it was ready");
+                ExitCode::from(INTERRUPTED)
+            } else {
+                eprintln!("[demo] error: {e}");
+                ExitCode::FAILURE
+            }
         }
     }
 }
