@@ -393,7 +393,9 @@ impl ControlPlane {
             cmd.arg(format!("--audit-policy-file={}", policy.display()))
                 .arg(format!("--audit-log-path={}", self.audit_log().display()))
                 .arg("--audit-log-format=json")
-                .arg("--audit-log-mode=blocking");
+                .arg("--audit-log-mode=blocking")
+                // In MB; 0 would mean its log library's default of 100 MB, which a large run passes in minutes.
+                .arg("--audit-log-maxsize=100000");
         }
         let proc = Process::spawn("kube-apiserver", cmd, d.join("kube-apiserver.log"))?;
         self.lock().apiserver = Some(proc);

@@ -494,31 +494,66 @@ struct AuditObject {
 }
 
 impl AuditCounts {
+    /// Count the records of `path` and of its rotated copies beside it (`audit-<time>.log`).
     fn read(path: &std::path::Path, windows: &[(jiff::Timestamp, jiff::Timestamp)]) -> BenchResult<AuditCounts> {
-        let file = std::fs::File::open(path).map_err(|e| format!("open the audit log {}: {e}", path.display()))?;
         let mut counts = vec![BTreeMap::<String, BTreeMap<String, u64>>::new(); windows.len()];
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line?;
-            let Ok(rec) = serde_json::from_str::<AuditRecord>(&line) else { continue };
-            // One record per request: long-running watches end in ResponseStarted (omitted) and then
-            // ResponseComplete; everything else ends in ResponseComplete.
-            if rec.stage != "ResponseComplete" {
-                continue;
-            }
-            let component = component_of(&rec.user.username, &rec.user_agent);
-            let what = match &rec.object_ref {
-                Some(o) if !o.subresource.is_empty() => format!("{} {}/{}", rec.verb, o.resource, o.subresource),
-                Some(o) => format!("{} {}", rec.verb, o.resource),
-                None => rec.verb.clone(),
-            };
-            for (w, (from, to)) in windows.iter().enumerate() {
-                if rec.request_received_timestamp >= *from && rec.request_received_timestamp < *to {
-                    *counts[w].entry(component.to_string()).or_default().entry(what.clone()).or_default() += 1;
-                }
-            }
+        for file in audit_files(path)? {
+            count_file(&file, windows, &mut counts)?;
         }
         Ok(AuditCounts { windows: counts })
     }
+}
+
+/// The audit log and its rotated copies: the API server rotates at `--audit-log-maxsize`, and an unset size means
+/// 100 MB to its log library, which a 5,000-node run passes in minutes.
+fn audit_files(path: &std::path::Path) -> BenchResult<Vec<std::path::PathBuf>> {
+    let dir = path.parent().ok_or("the audit log has no folder")?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("audit");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("list {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.ends_with(".log") && (n == format!("{stem}.log") || n.starts_with(&format!("{stem}-")))
+            })
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("no audit log at {}", path.display()).into());
+    }
+    Ok(files)
+}
+
+type Windows = [(jiff::Timestamp, jiff::Timestamp)];
+
+fn count_file(
+    path: &std::path::Path,
+    windows: &Windows,
+    counts: &mut [BTreeMap<String, BTreeMap<String, u64>>],
+) -> BenchResult<()> {
+    let file = std::fs::File::open(path).map_err(|e| format!("open the audit log {}: {e}", path.display()))?;
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        let Ok(rec) = serde_json::from_str::<AuditRecord>(&line) else { continue };
+        // One record per request: long-running watches end in ResponseStarted (omitted) and then
+        // ResponseComplete; everything else ends in ResponseComplete.
+        if rec.stage != "ResponseComplete" {
+            continue;
+        }
+        let component = component_of(&rec.user.username, &rec.user_agent);
+        let what = match &rec.object_ref {
+            Some(o) if !o.subresource.is_empty() => format!("{} {}/{}", rec.verb, o.resource, o.subresource),
+            Some(o) => format!("{} {}", rec.verb, o.resource),
+            None => rec.verb.clone(),
+        };
+        for (w, (from, to)) in windows.iter().enumerate() {
+            if rec.request_received_timestamp >= *from && rec.request_received_timestamp < *to {
+                *counts[w].entry(component.to_string()).or_default().entry(what.clone()).or_default() += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Which component made a request: gpuscope's by their identities; the controller-manager and this harness both
@@ -722,7 +757,10 @@ mod tests {
             rec("ResponseComplete", &probe, "patch", "status", "2026-12-01T10:00:09Z"),
             "not json".to_string(),
         ];
-        std::fs::write(&path, lines.join("\n")).expect("write");
+        // The first records sit in a rotated copy, as after the API server rotated its log.
+        std::fs::write(dir.path().join("audit-2026-12-01T10-00-02.000.log"), lines[..2].join("\n")).expect("write");
+        std::fs::write(&path, lines[2..].join("\n")).expect("write");
+        std::fs::write(dir.path().join("audit-policy.yaml"), "not a log").expect("write");
         let ts = |s: &str| s.parse::<jiff::Timestamp>().expect("timestamp");
         let counts = AuditCounts::read(
             &path,
