@@ -123,11 +123,8 @@ async fn jsonrpc_errors(State(max_body_bytes): State<usize>, request: Request, n
             };
         }
     };
-    let id = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(value) => value.get("id").filter(|id| id.is_string() || id.is_number()).cloned(),
-        Err(e) => return jsonrpc_error(None, PARSE_ERROR, format!("Parse error: the body is not JSON: {e}")),
-    };
-    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    // rmcp parses the body itself; only its refusal is parsed again here, so a good request is parsed once.
+    let response = next.run(Request::from_parts(parts, Body::from(bytes.clone()))).await;
     if response.status() != StatusCode::UNSUPPORTED_MEDIA_TYPE {
         return response;
     }
@@ -137,6 +134,10 @@ async fn jsonrpc_errors(State(max_body_bytes): State<usize>, request: Request, n
     if !text.starts_with(RMCP_NOT_JSONRPC) {
         return Response::from_parts(head, Body::from(text));
     }
+    let id = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(value) => value.get("id").filter(|id| id.is_string() || id.is_number()).cloned(),
+        Err(e) => return jsonrpc_error(None, PARSE_ERROR, format!("Parse error: the body is not JSON: {e}")),
+    };
     let detail = String::from_utf8_lossy(&text[RMCP_NOT_JSONRPC.len()..]).trim().to_string();
     jsonrpc_error(
         id,
