@@ -33,3 +33,22 @@ async fn fleet_scale_run_converges_and_measures_every_component_and_tool() -> Re
     assert!(describe.single_node);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn facade_benchmark_loads_the_fleet_and_measures_every_tool_and_the_facades_memory()
+-> Result<(), Box<dyn std::error::Error>> {
+    use gpuscope_tests::bench::facade::{FacadeBench, run};
+    let reports = run(FacadeBench { sizes: vec![8], calls: 10, hold: false }).await?;
+    let [r] = reports.as_slice() else { return Err(format!("one report expected, got {}", reports.len()).into()) };
+    assert_eq!(r.nodes, 8);
+    assert!(r.ready_after > Duration::ZERO);
+    for what in ["synced", "after the calls", "peak"] {
+        assert!(r.rss_mib.get(what).is_some_and(|&m| m > 1.0), "facade RSS {what}: {:?}", r.rss_mib);
+    }
+    assert!(r.rss_mib["peak"] >= r.rss_mib["synced"], "{:?}", r.rss_mib);
+    assert_eq!(r.tools.len(), 10, "five fleet-wide and five single-node calls");
+    for t in &r.tools {
+        assert!(t.wire_bytes > 100 && t.p50 > Duration::ZERO && t.p99 >= t.p50, "{t:?}");
+    }
+    Ok(())
+}

@@ -10,45 +10,26 @@
 
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt as _;
-use gpuscope_crds::GpuNodeStatus;
-use gpuscope_crds::gpu_node_status::{Backend, XidEvent, XidSource};
-use gpuscope_crds::health::Health;
+use gpuscope_crds::gpu_node_status::Backend;
 use gpuscope_crds::observability::Readiness;
-use gpuscope_probe::backend::Scenario;
 use gpuscope_probe::kmsg_source::Observation;
 use gpuscope_probe::kube_io::LeaseSettings;
 use gpuscope_probe::metrics::ProbeMetrics;
 use gpuscope_probe::publisher::{Cadence, Inventory, Publisher};
 use gpuscope_probe::spool::Spool;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, PostParams};
-use kube::runtime::{WatchStreamExt as _, reflector, watcher};
-use rmcp::ServiceExt as _;
-use rmcp::model::{CallToolRequestParams, ClientConfig};
-use rmcp::transport::StreamableHttpClientTransport;
-use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use super::stats::{ProcSample, ms, percentile};
-use crate::control_plane::{INSTALL_NAMESPACE, workspace_root};
+use super::facade_calls::{ToolFigure, measure_tools, print_facade_rss, print_tools, spawn_facade};
+use super::fleet_plan::{
+    BenchResult, Trouble, a100, boot_id, gpus_of, node_names, node_templates, planned_xids, products,
+    register_nodes_and_pods, spawn_operator, wait_converged,
+};
+use super::stats::ProcSample;
+use crate::control_plane::INSTALL_NAMESPACE;
 use crate::fixtures::install_rbac;
-use crate::{ControlPlane, Identity, Process, free_port, http_post, run_ok, workspace_binary};
-
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-/// Namespace of the simulated workloads.
-const WORKLOAD_NAMESPACE: &str = "bench-workloads";
-/// Targets from the facade issue: single-node tools at 5,000 nodes, fleet answers, facade memory.
-const TARGET_SINGLE_P50: Duration = Duration::from_millis(1);
-const TARGET_SINGLE_P99: Duration = Duration::from_millis(5);
-const TARGET_FLEET_BYTES: usize = 16 * 1024;
-const TARGET_FACADE_RSS_MIB: f64 = 64.0;
+use crate::{ControlPlane, Identity};
 
 /// Scale-run settings.
 #[derive(Clone, Debug)]
@@ -84,21 +65,6 @@ pub struct FleetReport {
     pub tools: Vec<ToolFigure>,
 }
 
-/// One facade tool's figures.
-#[derive(Clone, Debug)]
-pub struct ToolFigure {
-    /// Tool name, with " (one node)" for node-scoped calls.
-    pub call: String,
-    /// Whether the call is node-scoped.
-    pub single_node: bool,
-    /// Median latency through the MCP client.
-    pub p50: Duration,
-    /// 99th percentile latency.
-    pub p99: Duration,
-    /// Bytes of the whole JSON-RPC response on the wire (HTTP body).
-    pub wire_bytes: usize,
-}
-
 /// Run the scale run for every size, printing the figures.
 pub async fn run(cfg: FleetBench) -> BenchResult<Vec<FleetReport>> {
     println!(
@@ -114,51 +80,6 @@ pub async fn run(cfg: FleetBench) -> BenchResult<Vec<FleetReport>> {
     Ok(reports)
 }
 
-/// What the plan does to node `i`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Trouble {
-    None,
-    /// XID 79 on GPU 3: the GPU fell off the bus (Unhealthy).
-    FallenOffBus,
-    /// XID 48 on GPU 0: double-bit ECC (Unhealthy).
-    DoubleBitEcc,
-    /// XID 13 three times on GPU 1 (application-class).
-    AppFaults,
-    /// XID 31 once on GPU 5 (application-class).
-    PageFault,
-}
-
-impl Trouble {
-    fn of(i: usize) -> Trouble {
-        match i % 100 {
-            7 => Trouble::FallenOffBus,
-            57 => Trouble::DoubleBitEcc,
-            3 | 13 | 23 | 33 | 43 | 53 | 63 | 73 | 83 | 93 => Trouble::AppFaults,
-            11 | 61 => Trouble::PageFault,
-            _ => Trouble::None,
-        }
-    }
-
-    fn fatal(self) -> bool {
-        matches!(self, Trouble::FallenOffBus | Trouble::DoubleBitEcc)
-    }
-
-    /// (GPU index, code, message, repeats).
-    fn xids(self) -> Option<(usize, u32, &'static str, u32)> {
-        match self {
-            Trouble::None => None,
-            Trouble::FallenOffBus => Some((3, 79, "GPU has fallen off the bus.", 1)),
-            Trouble::DoubleBitEcc => Some((0, 48, "An uncorrectable double bit error (DBE) has been detected.", 1)),
-            Trouble::AppFaults => Some((1, 13, "Graphics Exception: ESR 0x405840=0x1000", 3)),
-            Trouble::PageFault => Some((5, 31, "MMU Fault: ENGINE GRAPHICS GPCCLIENT_T1_0 faulted @ 0x7f3a_0000", 1)),
-        }
-    }
-}
-
-fn a100(i: usize) -> bool {
-    i % 5 == 4
-}
-
 async fn one_size(n: usize, cfg: &FleetBench) -> BenchResult<FleetReport> {
     eprintln!("[bench] {n} nodes: control plane (audit log on)");
     let cp = ControlPlane::start_with_audit(true)?;
@@ -166,62 +87,19 @@ async fn one_size(n: usize, cfg: &FleetBench) -> BenchResult<FleetReport> {
     install_rbac(&cp, &["probe.yaml", "operator.yaml", "mcp.yaml"])?;
     let admin = cp.client().await?;
     let probe_client = cp.client_as(Identity::Probe).await?;
-    let templates = [
-        Scenario::load(&workspace_root().join("node-probe/scenarios/healthy-8x-h100.yaml"))?,
-        Scenario::load(&workspace_root().join("node-probe/scenarios/mig-a100.yaml"))?,
-    ]
-    .map(|s| s.state_at(Duration::ZERO, jiff::Timestamp::now()));
+    let templates = node_templates()?;
     let scratch = tempfile::tempdir()?;
-    let names: Vec<String> = (0..n).map(|i| format!("fleet-{i:05}")).collect();
-
-    eprintln!("[bench] {n} nodes: registering kubelet-sized Nodes and scheduling pods");
+    let names = node_names(n);
     let created = Instant::now();
-    let nodes_api: Api<Node> = Api::all(admin.clone());
-    for_each_concurrently(names.iter().enumerate(), |(i, name)| {
-        let api = nodes_api.clone();
-        let product = templates[usize::from(a100(i))].gpus.first().and_then(|g| g.product_name.clone());
-        let node = kubelet_like_node(name, i, product.as_deref().unwrap_or("NVIDIA-GPU"));
-        async move { api.create(&PostParams::default(), &node).await.map(|_| ()) }
-    })
-    .await?;
-    run_ok(cp.kubectl().args(["create", "namespace", WORKLOAD_NAMESPACE]))?;
-    wait_for_default_service_account(&cp).await?;
-    let pods_api: Api<Pod> = Api::namespaced(admin.clone(), WORKLOAD_NAMESPACE);
-    for_each_concurrently(names.iter().enumerate(), |(i, name)| {
-        let api = pods_api.clone();
-        let gpu_pod = workload_pod(&format!("train-{i:05}"), name, Some(1 + i % 8));
-        let cpu_pod = (i % 2 == 0).then(|| workload_pod(&format!("sidecar-{i:05}"), name, None));
-        async move {
-            api.create(&PostParams::default(), &gpu_pod).await?;
-            if let Some(p) = cpu_pod {
-                api.create(&PostParams::default(), &p).await?;
-            }
-            Ok(())
-        }
-    })
-    .await?;
+    let pods = register_nodes_and_pods(&cp, &admin, &names, products(&templates)).await?;
     eprintln!(
         "[bench] {n} Nodes and {} pods in {:.1} s; starting the operator, the facade and {n} probe write paths",
-        n + n.div_ceil(2),
+        pods,
         created.elapsed().as_secs_f64()
     );
 
-    let op_listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let mut op = Command::new(workspace_binary("gpuscope-operator")?);
-    op.env("KUBECONFIG", cp.kubeconfig_for(Identity::Operator))
-        .args(["--namespace", INSTALL_NAMESPACE, "--identity", "bench"])
-        .arg("--listen")
-        .arg(op_listen.to_string());
-    let operator = Process::spawn("gpuscope-operator", op, cp.dir().join("operator.log"))?;
-    let mcp_listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let mut mcp = Command::new(workspace_binary("gpuscope-mcp")?);
-    mcp.env("KUBECONFIG", cp.kubeconfig_for(Identity::Mcp)).args([
-        "--transport",
-        "http",
-        "--listen",
-        &mcp_listen.to_string(),
-    ]);
-    let facade = Process::spawn("gpuscope-mcp", mcp, cp.dir().join("mcp.log"))?;
+    let operator = spawn_operator(&cp)?;
+    let (facade, mcp_listen) = spawn_facade(&cp)?;
 
     let metrics = ProbeMetrics::default();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -231,38 +109,18 @@ async fn one_size(n: usize, cfg: &FleetBench) -> BenchResult<FleetReport> {
     let mut keep_senders = Vec::with_capacity(n);
     for (i, name) in names.iter().enumerate() {
         let template = &templates[usize::from(a100(i))];
-        let mut inventory = Inventory {
+        let inventory = Inventory {
             driver_version: template.driver_version.clone(),
             cuda_driver_version: template.cuda_driver_version.clone(),
             nvml_version: template.nvml_version.clone(),
-            gpus: template.gpus.clone(),
+            gpus: gpus_of(i, &templates),
             unsupported_fields: template.unsupported_fields.clone(),
         };
-        for gpu in &mut inventory.gpus {
-            gpu.uuid = format!("GPU-{i:08x}-{:04x}-4000-8000-000000000000", gpu.index);
-        }
-        let boot_id = format!("00000000-0000-4000-8000-{i:012x}");
         let (inv_tx, inv_rx) = mpsc::channel(1);
         let (obs_tx, obs_rx) = mpsc::channel(8);
-        if let Some((gpu, code, message, repeats)) = Trouble::of(i).xids() {
-            let pci = inventory.gpus.get(gpu).and_then(|g| g.pci_bus_id.clone()).unwrap_or_default();
-            for seq in 0..repeats {
-                // The channel holds them until the publisher has adopted the node's history.
-                obs_tx.try_send(Observation::Xid(XidEvent {
-                    code,
-                    time: Time(jiff::Timestamp::now()),
-                    pci_bus_id: pci.clone(),
-                    gpu_uuid: None,
-                    gpu_instance: None,
-                    compute_instance: None,
-                    pid: Some(4242 + seq),
-                    process_name: Some("python3".into()),
-                    message: Some(message.into()),
-                    source: XidSource::Kmsg,
-                    boot_id: Some(boot_id.clone()),
-                    sequence: Some(1000 + u64::from(seq)),
-                }))?;
-            }
+        for xid in planned_xids(i, &inventory.gpus) {
+            // The channel holds them until the publisher has adopted the node's history.
+            obs_tx.try_send(Observation::Xid(xid))?;
         }
         inv_tx.send(inventory).await?;
         keep_senders.push((inv_tx, obs_tx));
@@ -273,7 +131,7 @@ async fn one_size(n: usize, cfg: &FleetBench) -> BenchResult<FleetReport> {
             cadence: Cadence::default(),
             spool: Spool::new(scratch.path().join(name)),
             backend: Backend::Simulated,
-            boot_id: Some(boot_id),
+            boot_id: Some(boot_id(i)),
             metrics: metrics.clone(),
             readiness: Readiness::default(),
             unavailable_sources: Default::default(),
@@ -286,34 +144,8 @@ async fn one_size(n: usize, cfg: &FleetBench) -> BenchResult<FleetReport> {
 
     // Converged: every node written and evaluated, and every planned XID counted and judged.
     let planned_unhealthy = (0..n).filter(|&i| Trouble::of(i).fatal()).count();
-    let planned_xids: u64 = (0..n).filter_map(|i| Trouble::of(i).xids()).map(|x| u64::from(x.3)).sum();
-    // Watched, not listed: listing thousands of 10 KiB objects every half second would be most of the API
-    // server's load and distort every figure.
-    let (store, writer) = reflector::store::<GpuNodeStatus>();
-    let watch = reflector(writer, watcher(Api::all(admin.clone()), watcher::Config::default()))
-        .default_backoff()
-        .for_each(|_| futures::future::ready(()));
-    let watching = tokio::spawn(watch);
-    let (converged, unhealthy) = loop {
-        let list = store.state();
-        let statuses = || list.iter().filter_map(|o| o.status.as_ref());
-        let evaluated = statuses().filter(|s| s.conditions.as_ref().is_some_and(|c| !c.is_empty())).count();
-        let unhealthy = statuses().filter(|s| s.health == Some(Health::Unhealthy)).count();
-        let xids: u64 = statuses().filter_map(|s| s.xids.as_ref()).flat_map(|x| x.totals.iter()).map(|t| t.count).sum();
-        if evaluated == n && xids == planned_xids && unhealthy >= planned_unhealthy {
-            break (started.elapsed(), unhealthy);
-        }
-        if started.elapsed() > Duration::from_secs(1800) {
-            return Err(format!(
-                "after 30 minutes only {evaluated}/{n} evaluated, {xids}/{planned_xids} XIDs, {unhealthy}/\
-                 {planned_unhealthy} unhealthy:\n{}",
-                operator.log_tail(20)
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    watching.abort();
+    let unhealthy = wait_converged(&admin, n, &operator, Duration::from_secs(1800)).await?;
+    let converged = started.elapsed();
     let converged_wall = jiff::Timestamp::now();
     eprintln!("[bench] {n} nodes converged after {:.1} s; steady window {:?}", converged.as_secs_f64(), cfg.steady);
 
@@ -349,44 +181,8 @@ async fn one_size(n: usize, cfg: &FleetBench) -> BenchResult<FleetReport> {
         .collect();
 
     // The facade at this size, over HTTP: latency through a real MCP client, bytes from a raw request.
-    let client = ClientConfig::default()
-        .serve(StreamableHttpClientTransport::from_uri(format!("http://{mcp_listen}/mcp")))
-        .await?;
     let target = names.iter().enumerate().find(|(i, _)| Trouble::of(*i).fatal()).map_or(&names[n / 2], |(_, n)| n);
-    let calls = [
-        ("get_fleet_summary", json!({})),
-        ("get_gpu_health", json!({})),
-        ("get_gpu_inventory", json!({})),
-        ("analyze_xid_errors", json!({})),
-        ("get_pod_gpu_allocation", json!({})),
-        ("describe_gpu_node", json!({ "node_name": target })),
-        ("get_gpu_health", json!({ "node_name": target })),
-        ("get_gpu_inventory", json!({ "node_name": target })),
-        ("analyze_xid_errors", json!({ "node_name": target })),
-        ("get_pod_gpu_allocation", json!({ "node_name": target })),
-    ];
-    for (tool, args) in calls {
-        let arguments = args.as_object().cloned().unwrap_or_default();
-        let mut latencies = Vec::with_capacity(cfg.calls);
-        for _ in 0..cfg.calls {
-            let params = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments.clone());
-            let t = Instant::now();
-            let result = client.call_tool(params).await?;
-            latencies.push(t.elapsed());
-            if result.is_error == Some(true) {
-                return Err(format!("{tool} {args} answered a tool error: {:?}", result.content).into());
-            }
-        }
-        let single_node = args.get("node_name").is_some();
-        report.tools.push(ToolFigure {
-            call: format!("{tool}{}", if single_node { " (one node)" } else { "" }),
-            single_node,
-            p50: percentile(&latencies, 50.0).unwrap_or_default(),
-            p99: percentile(&latencies, 99.0).unwrap_or_default(),
-            wire_bytes: wire_bytes(mcp_listen, tool, &args).await?,
-        });
-    }
-    client.cancel().await?;
+    report.tools = measure_tools(mcp_listen, target, cfg.calls).await?;
     if let Some(s) = ProcSample::read(facade.pid()) {
         report.rss_mib.insert("facade after the calls".into(), s.rss_kib as f64 / 1024.0);
         report.rss_mib.insert("facade peak".into(), s.peak_rss_kib as f64 / 1024.0);
@@ -398,17 +194,6 @@ async fn one_size(n: usize, cfg: &FleetBench) -> BenchResult<FleetReport> {
     }
     drop(keep_senders);
     Ok(report)
-}
-
-/// Bytes of one `tools/call` response body as a client receives it (stateless HTTP needs no session).
-async fn wire_bytes(addr: SocketAddr, tool: &str, args: &serde_json::Value) -> BenchResult<usize> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": args}});
-    let (status, _, body) =
-        http_post(addr, "/mcp", &[("MCP-Protocol-Version", "2025-06-18")], &body.to_string()).await?;
-    if status != 200 {
-        return Err(format!("raw tools/call {tool}: HTTP {status}: {body}").into());
-    }
-    Ok(body.len())
 }
 
 fn print_report(r: &FleetReport) {
@@ -434,27 +219,9 @@ fn print_report(r: &FleetReport) {
         let cpu = r.cpu_percent.get(name).map(|c| format!("{c:>5.1} %")).unwrap_or_else(|| "      ".into());
         println!("    {name:<34} {cpu}  {rss:>7.1} MiB");
     }
-    println!("  facade tools over streamable HTTP (p50, p99 through the rmcp client; response body bytes):");
-    for t in &r.tools {
-        let mut verdicts = Vec::new();
-        if t.single_node {
-            let ok = t.p50 < TARGET_SINGLE_P50 && t.p99 < TARGET_SINGLE_P99;
-            verdicts.push(if ok { "latency meets target" } else { "latency MISSES target (p50 < 1 ms, p99 < 5 ms)" });
-        } else {
-            verdicts.push(if t.wire_bytes < TARGET_FLEET_BYTES { "size meets target" } else { "size MISSES 16 KiB" });
-        }
-        println!(
-            "    {:<38} p50 {:>8}  p99 {:>8}  {:>7} bytes  {}",
-            t.call,
-            ms(Some(t.p50)),
-            ms(Some(t.p99)),
-            t.wire_bytes,
-            verdicts.join(", ")
-        );
-    }
+    print_tools(&r.tools);
     if let Some(peak) = r.rss_mib.get("facade peak") {
-        let verdict = if *peak < TARGET_FACADE_RSS_MIB { "meets" } else { "MISSES" };
-        println!("  facade peak RSS {peak:.1} MiB: {verdict} the 64 MiB target");
+        print_facade_rss(*peak);
     }
 }
 
@@ -574,137 +341,10 @@ fn component_of(username: &str, user_agent: &str) -> &'static str {
     }
 }
 
-/// A Node the size a kubelet registers: labels, addresses, capacity with the GPUs, conditions, images.
-fn kubelet_like_node(name: &str, i: usize, product: &str) -> Node {
-    let images: Vec<_> = (0..40)
-        .map(|k| {
-            json!({
-                "names": [format!("registry.example.com/team-{k}/image@sha256:{:064x}", i * 64 + k),
-                          format!("registry.example.com/team-{k}/image:v{k}.{}", i % 7)],
-                "sizeBytes": 100_000_000 + k * 1_000_000
-            })
-        })
-        .collect();
-    let conditions: Vec<_> = ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
-        .iter()
-        .map(|t| {
-            let ready = *t == "Ready";
-            json!({
-                "type": t,
-                "status": if ready { "True" } else { "False" },
-                "reason": if ready { "KubeletReady".to_string() } else { format!("KubeletHasNo{t}") },
-                "message": "kubelet is posting ready status",
-                "lastHeartbeatTime": "2026-12-01T10:00:00Z",
-                "lastTransitionTime": "2026-11-20T10:00:00Z"
-            })
-        })
-        .collect();
-    let node = json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "node.kubernetes.io/instance-type": if a100(i) { "p4d.24xlarge" } else { "p5.48xlarge" },
-                "topology.kubernetes.io/zone": format!("zone-{}", i % 3),
-                "topology.kubernetes.io/region": "region-1",
-                "nvidia.com/gpu.present": "true",
-                "nvidia.com/gpu.product": product.replace(' ', "-"),
-                "nvidia.com/gpu.count": "8",
-                "nvidia.com/gpu.memory": "81920",
-                "nvidia.com/cuda.driver.major": "570",
-                "feature.node.kubernetes.io/pci-10de.present": "true",
-                "feature.node.kubernetes.io/kernel-version.full": "6.8.0-1015-nvidia",
-            },
-            "annotations": {
-                "node.alpha.kubernetes.io/ttl": "0",
-                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
-                "nfd.node.kubernetes.io/feature-labels": "cpu-cpuid.AVX512F,cpu-cpuid.AMXBF16,pci-10de.present",
-            },
-        },
-        "spec": { "podCIDR": format!("10.{}.{}.0/24", 64 + i / 256 % 64, i % 256), "providerID": format!("aws:///zone/i-{i:017x}") },
-        "status": {
-            "capacity": { "cpu": "192", "memory": "2097152000Ki", "pods": "110", "ephemeral-storage": "7499362616Ki", "nvidia.com/gpu": "8" },
-            "allocatable": { "cpu": "191500m", "memory": "2096000000Ki", "pods": "110", "ephemeral-storage": "6911242716Ki", "nvidia.com/gpu": "8" },
-            "addresses": [ { "type": "InternalIP", "address": format!("10.0.{}.{}", i / 256 % 256, i % 256) }, { "type": "Hostname", "address": name } ],
-            "conditions": conditions,
-            "nodeInfo": {
-                "machineID": format!("{i:032x}"), "systemUUID": format!("ec2{i:029x}"), "bootID": format!("00000000-0000-4000-8000-{i:012x}"),
-                "kernelVersion": "6.8.0-1015-nvidia", "osImage": "Ubuntu 22.04.5 LTS", "containerRuntimeVersion": "containerd://1.7.22",
-                "kubeletVersion": "v1.31.2", "kubeProxyVersion": "v1.31.2", "operatingSystem": "linux", "architecture": "amd64"
-            },
-            "images": images,
-        }
-    });
-    // The JSON above is built from literals; its shape is a Node by construction.
-    serde_json::from_value(node).unwrap_or_default()
-}
-
-/// A workload pod bound to `node` (no scheduler runs here), requesting `gpus` GPUs or none.
-fn workload_pod(name: &str, node: &str, gpus: Option<usize>) -> Pod {
-    let resources = match gpus {
-        Some(g) => json!({ "limits": { "nvidia.com/gpu": g.to_string(), "cpu": "16", "memory": "128Gi" } }),
-        None => json!({ "requests": { "cpu": "500m", "memory": "512Mi" } }),
-    };
-    let env: Vec<_> =
-        (0..12).map(|k| json!({ "name": format!("TRAIN_OPTION_{k}"), "value": format!("value-{k}") })).collect();
-    let pod = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": { "app": if gpus.is_some() { "trainer" } else { "log-shipper" }, "team": format!("team-{}", name.len() % 4) },
-        },
-        "spec": {
-            "nodeName": node,
-            "restartPolicy": "Never",
-            "tolerations": [ { "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" } ],
-            "containers": [ {
-                "name": "main",
-                "image": "registry.example.com/ml/trainer:2026.11",
-                "command": ["python3", "-m", "torch.distributed.run", "--nproc-per-node=8", "train.py"],
-                "env": env,
-                "resources": resources,
-            } ],
-        }
-    });
-    serde_json::from_value(pod).unwrap_or_default()
-}
-
-/// Run `op` for every item, 32 at a time, failing on the first error.
-async fn for_each_concurrently<I, F, Fut>(items: I, op: F) -> BenchResult<()>
-where
-    I: Iterator,
-    F: FnMut(I::Item) -> Fut,
-    Fut: std::future::Future<Output = Result<(), kube::Error>>,
-{
-    futures::stream::iter(items)
-        .map(op)
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .try_for_each(|r| r.map_err(|e| Box::new(e) as Box<dyn std::error::Error>))
-}
-
-/// Pods need the namespace's `default` ServiceAccount, which the controller-manager creates shortly after.
-async fn wait_for_default_service_account(cp: &ControlPlane) -> BenchResult<()> {
-    let started = Instant::now();
-    while run_ok(cp.kubectl().args(["get", "serviceaccount", "default", "-n", WORKLOAD_NAMESPACE])).is_err() {
-        if started.elapsed() > Duration::from_secs(60) {
-            return Err(format!("no default ServiceAccount in {WORKLOAD_NAMESPACE} after 60 s").into());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn requests_are_attributed_to_components_by_identity_and_user_agent() {
@@ -714,28 +354,6 @@ mod tests {
         assert_eq!(component_of("admin", "kube-controller-manager/v1.20.2 (linux/amd64)"), "kube-controller-manager");
         assert_eq!(component_of("system:apiserver", "kube-apiserver/v1.20.2"), "kube-apiserver (itself)");
         assert_eq!(component_of("admin", "kubectl/v1.32.0"), "bench harness");
-    }
-
-    #[test]
-    fn the_plan_makes_two_percent_of_nodes_fatal_and_a_tenth_noisy() {
-        let plan: Vec<_> = (0..1000).map(Trouble::of).collect();
-        assert_eq!(plan.iter().filter(|t| t.fatal()).count(), 20);
-        assert_eq!(plan.iter().filter(|t| **t == Trouble::AppFaults).count(), 100);
-        assert_eq!(plan.iter().filter(|t| **t == Trouble::None).count(), 860);
-    }
-
-    #[test]
-    fn generated_nodes_and_pods_are_well_formed() {
-        let node = kubelet_like_node("fleet-00004", 4, "NVIDIA A100-SXM4-80GB");
-        assert_eq!(node.metadata.name.as_deref(), Some("fleet-00004"));
-        let status = node.status.expect("status");
-        assert_eq!(status.images.map(|i| i.len()), Some(40));
-        assert_eq!(status.allocatable.and_then(|a| a.get("nvidia.com/gpu").cloned()).map(|q| q.0), Some("8".into()));
-        let pod = workload_pod("train-00001", "fleet-00001", Some(2));
-        let spec = pod.spec.expect("spec");
-        assert_eq!(spec.node_name.as_deref(), Some("fleet-00001"));
-        let limits = spec.containers[0].resources.as_ref().and_then(|r| r.limits.clone()).expect("limits");
-        assert_eq!(limits.get("nvidia.com/gpu").map(|q| q.0.as_str()), Some("2"));
     }
 
     #[test]

@@ -60,6 +60,19 @@ enum What {
         #[arg(long, default_value = "json", value_parser = ["text", "json"])]
         output: String,
     },
+    /// The facade over N simulated nodes x 8 GPUs (written with the probe's API calls, judged by the real
+    /// operator): time to sync, per tool p50/p99 and response bytes over HTTP, and RSS, against the targets.
+    Facade {
+        /// Fleet sizes, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [100usize, 1000, 5000])]
+        nodes: Vec<usize>,
+        /// Calls per tool.
+        #[arg(long, default_value_t = 500)]
+        calls: usize,
+        /// Keep the last size's control plane and facade up until Ctrl-C (for profiling by hand).
+        #[arg(long)]
+        hold: bool,
+    },
     /// The operator over N nodes: convergence time, writes, XID-to-condition latency.
     Operator {
         /// Fleet sizes, comma-separated.
@@ -80,6 +93,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         What::Operator { nodes, flips } => bench::operator::run(&nodes, flips).await,
         What::AnalyzeLog { size, xid_every, dir, output } => {
             bench::analyze_log::run(&bench::analyze_log::AnalyzeLogBench { sizes: size, xid_every, dir, output })
+        }
+        What::Facade { nodes, calls, hold } => {
+            bench::facade::run(bench::facade::FacadeBench { sizes: nodes, calls, hold }).await.map(|_| ())
         }
         What::Fleet { nodes, steady, calls } => {
             bench::fleet::run(bench::fleet::FleetBench { sizes: nodes, steady, calls }).await.map(|_| ())
