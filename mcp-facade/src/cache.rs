@@ -1,5 +1,5 @@
 //! The watch cache: one kube-runtime reflector store per kind (GpuNodeStatus, Node, GPU-requesting Pod) per
-//! cluster. Objects are stripped before they enter a store ([`crate::strip`]); a failed watch is retried with
+//! cluster. Objects are reduced to what the tools read before they enter a store ([`crate::cached`]); a failed watch is retried with
 //! backoff while the store keeps serving what it has, and a relist swaps in atomically.
 
 use std::collections::{HashMap, HashSet};
@@ -11,24 +11,27 @@ use futures::{StreamExt, future};
 use gpuscope_crds::GpuNodeStatus;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::reflector::{self, Lookup, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::gpu_resources::requests_gpu;
+use crate::cached::{self, CachedNode, CachedPod};
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
-use crate::strip;
+
+/// Objects per list request when a watch (re)lists: at 5,000 nodes a 500-object page of GpuNodeStatus is ~6 MB
+/// of JSON, parsed at once; 100 keeps that under 1.5 MB for 50 requests per relist of the fleet.
+const LIST_PAGE_SIZE: u32 = 100;
 
 /// The cached objects of one cluster.
 #[derive(Clone)]
 pub struct ClusterCache {
     name: String,
     statuses: Store<GpuNodeStatus>,
-    nodes: Store<Node>,
-    pods: Store<Pod>,
+    nodes: Store<CachedNode>,
+    pods: Store<CachedPod>,
     /// The pod store's objects by node, kept from the same events; absent for stores filled by their own writers.
     pods_by_node: Option<PodsByNode>,
     /// True once every store has seen its first full list. The one place that waits on the stores themselves:
@@ -43,17 +46,29 @@ impl Debug for ClusterCache {
     }
 }
 
-/// What each kind's store keeps and how it is labelled.
-struct Kind<K> {
+/// What each kind's store keeps of a watched object `W` (as a `K`), which of them, and how the kind is labelled.
+struct Kind<W, K> {
     name: &'static str,
-    strip: fn(&mut K),
+    kept: fn(W) -> K,
     keep: fn(&K) -> bool,
 }
 
-const STATUSES: Kind<GpuNodeStatus> = Kind { name: "GpuNodeStatus", strip: strip::status, keep: |_| true };
-const NODES: Kind<Node> = Kind { name: "Node", strip: strip::node, keep: |_| true };
+const STATUSES: Kind<GpuNodeStatus, GpuNodeStatus> =
+    Kind { name: "GpuNodeStatus", kept: cached::status, keep: |_| true };
+const NODES: Kind<Node, CachedNode> = Kind { name: "Node", kept: CachedNode::from, keep: |_| true };
 // Pods are filtered client-side: no selector can say "requests an extended resource".
-const PODS: Kind<Pod> = Kind { name: "Pod", strip: strip::pod, keep: requests_gpu };
+const PODS: Kind<Pod, CachedPod> = Kind { name: "Pod", kept: CachedPod::from, keep: CachedPod::requests_gpu };
+
+/// The same event about the kept form of its object.
+fn kept_event<W, K>(event: watcher::Event<W>, kept: fn(W) -> K) -> watcher::Event<K> {
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(kept(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(kept(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(kept(o)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
 
 impl ClusterCache {
     /// Start watching `client`'s cluster (needs a tokio runtime); the cache fills in the background.
@@ -70,8 +85,8 @@ impl ClusterCache {
     pub fn from_stores(
         name: &str,
         statuses: Store<GpuNodeStatus>,
-        nodes: Store<Node>,
-        pods: Store<Pod>,
+        nodes: Store<CachedNode>,
+        pods: Store<CachedPod>,
     ) -> ClusterCache {
         let cache = ClusterCache {
             name: name.to_string(),
@@ -164,15 +179,15 @@ struct NodeMap {
     node_of: HashMap<(String, String), String>,
 }
 
-fn pod_key(p: &Pod) -> (String, String) {
-    (p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default())
+fn pod_key(p: &CachedPod) -> (String, String) {
+    (p.namespace.clone(), p.name.clone())
 }
 
 impl NodeMap {
-    fn upsert(&mut self, p: &Pod) {
+    fn upsert(&mut self, p: &CachedPod) {
         let key = pod_key(p);
         self.remove(&key);
-        if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+        if let Some(node) = p.node_name.clone() {
             self.by_node.entry(node.clone()).or_default().insert(key.clone());
             self.node_of.insert(key, node);
         }
@@ -191,7 +206,7 @@ impl NodeMap {
 
 impl PodsByNode {
     /// Follow one event of the pod watch (after filtering and stripping, like the store).
-    pub fn apply(&self, event: &watcher::Event<Pod>) {
+    pub fn apply(&self, event: &watcher::Event<CachedPod>) {
         // A writer that panicked mid-update leaves at worst one pod misplaced; serving on beats failing every call.
         let mut index = self.0.write().unwrap_or_else(PoisonError::into_inner);
         match event {
@@ -214,31 +229,35 @@ impl PodsByNode {
     }
 }
 
-/// Watch one kind into a store; `on_event` sees each event after the store applied it.
-fn spawn_reflector<K>(
-    api: Api<K>,
-    kind: Kind<K>,
+/// Watch one kind into a store of its kept form; `on_event` sees each event after the store applied it.
+fn spawn_reflector<W, K>(
+    api: Api<W>,
+    kind: Kind<W, K>,
     cluster: &str,
     metrics: &Metrics,
     on_event: impl Fn(&watcher::Event<K>) + Send + 'static,
 ) -> Store<K>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    W: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+    K: Lookup<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store::<K>();
-    let keep = kind.keep;
+    let (kept, keep) = (kind.kept, kind.keep);
     // `any_semantic` lists from the API server's watch cache instead of etcd: cheap at fleet scale, and a watch
-    // delivers whatever changed since.
-    let stream = watcher(api, watcher::Config::default().any_semantic())
+    // delivers whatever changed since. Small pages bound the memory of a (re)list: each page is parsed whole,
+    // managedFields and all, before its objects are reduced.
+    let config = watcher::Config::default().any_semantic().page_size(LIST_PAGE_SIZE);
+    let kept_events = watcher(api, config)
         .default_backoff()
+        .map(move |event| event.map(|e| kept_event(e, kept)))
         .filter(move |event| {
             future::ready(match event {
                 Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o)) => keep(o),
                 _ => true,
             })
-        })
-        .modify(kind.strip)
-        .reflect(writer);
+        });
+    // `reflector` rather than `.reflect()`: the kept forms are not API resources, only store keys.
+    let stream = reflector::reflector(writer, kept_events);
     let store = reader.clone();
     let (cluster, metrics, kind_name) = (cluster.to_string(), metrics.clone(), kind.name);
     tokio::spawn(async move {
@@ -259,9 +278,9 @@ where
     reader
 }
 
-fn filled_store<K>(objects: Vec<K>, kind: Kind<K>, on_event: impl Fn(&watcher::Event<K>)) -> Store<K>
+fn filled_store<W, K>(objects: Vec<W>, kind: Kind<W, K>, on_event: impl Fn(&watcher::Event<K>)) -> Store<K>
 where
-    K: Resource<DynamicType = ()> + Clone + 'static,
+    K: Lookup<DynamicType = ()> + Clone + 'static,
 {
     let mut writer = Writer::<K>::default();
     let reader = writer.as_reader();
@@ -270,8 +289,7 @@ where
         on_event(&event);
     };
     apply(watcher::Event::Init);
-    for mut o in objects.into_iter().filter(|o| (kind.keep)(o)) {
-        (kind.strip)(&mut o);
+    for o in objects.into_iter().map(kind.kept).filter(|o| (kind.keep)(o)) {
         apply(watcher::Event::InitApply(o));
     }
     apply(watcher::Event::InitDone);
@@ -282,7 +300,7 @@ where
 mod tests {
     use super::*;
 
-    fn empty<K: Resource<DynamicType = ()> + Clone + 'static>() -> (Writer<K>, Store<K>) {
+    fn empty<K: Lookup<DynamicType = ()> + Clone + 'static>() -> (Writer<K>, Store<K>) {
         let writer = Writer::<K>::default();
         let reader = writer.as_reader();
         (writer, reader)
@@ -291,6 +309,9 @@ mod tests {
     #[test]
     fn the_node_index_follows_binds_rebinds_deletes_and_relists() {
         use crate::gpu_resources::fixtures::pod;
+        let kept = |ns: &str, name: &str, node: Option<&str>, resource: &str, count: u64, phase: &str| {
+            CachedPod::from(pod(ns, name, node, resource, count, phase))
+        };
         let index = PodsByNode::default();
         let on = |node: &str| {
             let mut pods = index.on(node);
@@ -298,17 +319,17 @@ mod tests {
             pods
         };
         let key = |ns: &str, name: &str| (ns.to_string(), name.to_string());
-        index.apply(&watcher::Event::Apply(pod("ml", "a", Some("n1"), "nvidia.com/gpu", 1, "Running")));
-        index.apply(&watcher::Event::Apply(pod("ml", "b", Some("n1"), "nvidia.com/gpu", 1, "Running")));
-        index.apply(&watcher::Event::Apply(pod("ml", "queued", None, "nvidia.com/gpu", 1, "Pending")));
+        index.apply(&watcher::Event::Apply(kept("ml", "a", Some("n1"), "nvidia.com/gpu", 1, "Running")));
+        index.apply(&watcher::Event::Apply(kept("ml", "b", Some("n1"), "nvidia.com/gpu", 1, "Running")));
+        index.apply(&watcher::Event::Apply(kept("ml", "queued", None, "nvidia.com/gpu", 1, "Pending")));
         assert_eq!(on("n1"), [key("ml", "a"), key("ml", "b")]);
         // Rebound (a pod of the same name on another node) and deleted.
-        index.apply(&watcher::Event::Apply(pod("ml", "b", Some("n2"), "nvidia.com/gpu", 1, "Running")));
-        index.apply(&watcher::Event::Delete(pod("ml", "a", Some("n1"), "nvidia.com/gpu", 1, "Running")));
+        index.apply(&watcher::Event::Apply(kept("ml", "b", Some("n2"), "nvidia.com/gpu", 1, "Running")));
+        index.apply(&watcher::Event::Delete(kept("ml", "a", Some("n1"), "nvidia.com/gpu", 1, "Running")));
         assert_eq!((on("n1"), on("n2")), (vec![], vec![key("ml", "b")]));
         // A relist replaces everything at its end, not before.
         index.apply(&watcher::Event::Init);
-        index.apply(&watcher::Event::InitApply(pod("ml", "c", Some("n3"), "nvidia.com/gpu", 1, "Running")));
+        index.apply(&watcher::Event::InitApply(kept("ml", "c", Some("n3"), "nvidia.com/gpu", 1, "Running")));
         assert_eq!(on("n2"), [key("ml", "b")], "still serving the old list during the relist");
         index.apply(&watcher::Event::InitDone);
         assert_eq!((on("n2"), on("n3")), (vec![], vec![key("ml", "c")]));
@@ -334,11 +355,8 @@ mod tests {
         let indexed = cache.snapshot(now);
         let scanned = cache.snapshot(now).with_pods_by_node(None);
         for n in 0..8 {
-            let names = |s: &Snapshot| -> Vec<(Option<String>, Option<String>)> {
-                s.pods_on(&format!("n{n}"))
-                    .iter()
-                    .map(|p| (p.metadata.namespace.clone(), p.metadata.name.clone()))
-                    .collect()
+            let names = |s: &Snapshot| -> Vec<(String, String)> {
+                s.pods_on(&format!("n{n}")).iter().map(|p| (p.namespace.clone(), p.name.clone())).collect()
             };
             assert_eq!(names(&indexed), names(&scanned), "node n{n}");
         }
@@ -348,8 +366,8 @@ mod tests {
     #[tokio::test]
     async fn readiness_survives_callers_that_gave_up_waiting_during_warm_up() {
         let (mut statuses, s) = empty::<GpuNodeStatus>();
-        let (mut nodes, n) = empty::<Node>();
-        let (mut pods, p) = empty::<Pod>();
+        let (mut nodes, n) = empty::<CachedNode>();
+        let (mut pods, p) = empty::<CachedPod>();
         let cache = ClusterCache::from_stores("c", s, n, p);
         // Let the readiness task start waiting first, then have tool calls wait and give up, as they do while the
         // API server is unreachable.

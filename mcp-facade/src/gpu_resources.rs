@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// The resource name of a whole GPU.
@@ -25,7 +25,8 @@ pub fn quantity_count(q: &Quantity) -> Option<u64> {
     q.0.trim().parse().ok()
 }
 
-fn gpu_counts(map: Option<&BTreeMap<String, Quantity>>) -> ResourceCounts {
+/// The GPU resources of a capacity, allocatable, requests or limits map, without zero counts.
+pub fn gpu_counts(map: Option<&BTreeMap<String, Quantity>>) -> ResourceCounts {
     map.into_iter()
         .flatten()
         .filter(|(name, _)| is_gpu_resource(name))
@@ -62,34 +63,6 @@ pub fn pod_gpu_requests(pod: &Pod) -> ResourceCounts {
         }
     }
     total
-}
-
-/// Whether the pod requests any GPU or MIG resource.
-pub fn requests_gpu(pod: &Pod) -> bool {
-    !pod_gpu_requests(pod).is_empty()
-}
-
-/// Whether the pod still holds its resources: not Succeeded or Failed.
-pub fn is_active(pod: &Pod) -> bool {
-    !matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
-}
-
-/// GPU resources the node offers to pods.
-pub fn node_allocatable(node: &Node) -> ResourceCounts {
-    gpu_counts(node.status.as_ref().and_then(|s| s.allocatable.as_ref()))
-}
-
-/// Whether the node has any GPU resource (cheaper than [`node_capacity`]: no allocation).
-pub fn has_gpu_capacity(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.capacity.as_ref())
-        .is_some_and(|c| c.iter().any(|(name, q)| is_gpu_resource(name) && quantity_count(q).is_some_and(|n| n > 0)))
-}
-
-/// GPU resources the node has.
-pub fn node_capacity(node: &Node) -> ResourceCounts {
-    gpu_counts(node.status.as_ref().and_then(|s| s.capacity.as_ref()))
 }
 
 /// Whole GPUs in a set of counts (`nvidia.com/gpu` and renamed shared GPUs); MIG slices are not GPUs.
@@ -175,6 +148,7 @@ mod tests {
 
     use super::fixtures::*;
     use super::*;
+    use crate::cached::{CachedNode, CachedPod};
 
     #[test]
     fn gpu_resource_names_cover_whole_shared_and_mig() {
@@ -211,18 +185,20 @@ mod tests {
     #[test]
     fn cpu_only_pods_request_no_gpu_and_finished_pods_are_inactive() {
         let p = pod("web", "nginx", Some("n1"), "cpu", 2, "Running");
-        assert!(!requests_gpu(&p));
-        assert!(requests_gpu(&pod("ml", "mig", None, "nvidia.com/mig-1g.10gb", 1, "Pending")));
-        assert!(!is_active(&pod("ml", "done", Some("n1"), "nvidia.com/gpu", 1, "Succeeded")));
-        assert!(is_active(&pod("ml", "wait", None, "nvidia.com/gpu", 1, "Pending")));
+        let kept = |p: Pod| CachedPod::from(p);
+        assert!(!kept(p).requests_gpu());
+        assert!(kept(pod("ml", "mig", None, "nvidia.com/mig-1g.10gb", 1, "Pending")).requests_gpu());
+        assert!(!kept(pod("ml", "done", Some("n1"), "nvidia.com/gpu", 1, "Succeeded")).is_active());
+        assert!(kept(pod("ml", "wait", None, "nvidia.com/gpu", 1, "Pending")).is_active());
     }
 
     #[test]
     fn node_counts_read_only_gpu_resources() {
         let n = node("n1", 8);
-        assert_eq!(node_allocatable(&n), [("nvidia.com/gpu".to_string(), 8)].into_iter().collect());
-        assert_eq!(whole_gpus(&node_capacity(&n)), 8);
-        assert!(has_gpu_capacity(&n) && !has_gpu_capacity(&node("cpu", 0)));
+        let n = CachedNode::from(n);
+        assert_eq!(n.gpu_allocatable.to_map(), [("nvidia.com/gpu".to_string(), 8)].into_iter().collect());
+        assert_eq!(whole_gpus(&n.gpu_capacity.to_map()), 8);
+        assert!(n.has_gpus() && !CachedNode::from(node("cpu", 0)).has_gpus());
         let mixed: ResourceCounts =
             [("nvidia.com/gpu".to_string(), 4), ("nvidia.com/mig-1g.10gb".to_string(), 14)].into_iter().collect();
         assert_eq!((whole_gpus(&mixed), mig_slices(&mixed)), (4, 14));

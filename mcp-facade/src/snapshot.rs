@@ -6,13 +6,12 @@ use std::sync::Arc;
 
 use gpuscope_crds::GpuNodeStatus;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::cache::PodsByNode;
+use crate::cached::{CachedNode, CachedPod};
 use crate::error::{ToolError, check_name_len};
-use crate::gpu_resources::has_gpu_capacity;
 use crate::matching::{MAX_SUGGESTIONS, close_matches};
 
 /// One cluster's cached objects, read at `now`.
@@ -21,8 +20,8 @@ pub struct Snapshot {
     cluster: String,
     now: Timestamp,
     statuses: Store<GpuNodeStatus>,
-    nodes: Store<Node>,
-    pods: Store<Pod>,
+    nodes: Store<CachedNode>,
+    pods: Store<CachedPod>,
     pods_by_node: Option<PodsByNode>,
 }
 
@@ -34,7 +33,7 @@ pub struct NodeRef {
     /// What the probe and operator wrote, if anything.
     pub status: Option<Arc<GpuNodeStatus>>,
     /// The Kubernetes Node, if it exists.
-    pub node: Option<Arc<Node>>,
+    pub node: Option<Arc<CachedNode>>,
 }
 
 impl Snapshot {
@@ -43,8 +42,8 @@ impl Snapshot {
         cluster: &str,
         now: Timestamp,
         statuses: Store<GpuNodeStatus>,
-        nodes: Store<Node>,
-        pods: Store<Pod>,
+        nodes: Store<CachedNode>,
+        pods: Store<CachedPod>,
     ) -> Snapshot {
         Snapshot { cluster: cluster.to_string(), now, statuses, nodes, pods, pods_by_node: None }
     }
@@ -77,27 +76,27 @@ impl Snapshot {
     }
 
     /// The Node named `name`.
-    pub fn node(&self, name: &str) -> Option<Arc<Node>> {
+    pub fn node(&self, name: &str) -> Option<Arc<CachedNode>> {
         self.nodes.get(&ObjectRef::new(name))
     }
 
     /// Every Node, by name.
-    pub fn nodes(&self) -> Vec<Arc<Node>> {
+    pub fn nodes(&self) -> Vec<Arc<CachedNode>> {
         let mut all = self.nodes.state();
-        all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
     /// Every pod that requests GPUs, by namespace and name.
-    pub fn gpu_pods(&self) -> Vec<Arc<Pod>> {
+    pub fn gpu_pods(&self) -> Vec<Arc<CachedPod>> {
         let mut all = self.pods.state();
-        all.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
+        all.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         all
     }
 
     /// GPU-requesting pods bound to `node`, by namespace and name.
-    pub fn pods_on(&self, node: &str) -> Vec<Arc<Pod>> {
-        let bound_here = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node);
+    pub fn pods_on(&self, node: &str) -> Vec<Arc<CachedPod>> {
+        let bound_here = |p: &CachedPod| p.node_name.as_deref() == Some(node);
         let mut on = match &self.pods_by_node {
             // The index follows the store's events a moment behind it: check each pod against the store.
             Some(index) => index
@@ -108,14 +107,14 @@ impl Snapshot {
                 .collect(),
             None => self.pods.state_filter(bound_here),
         };
-        on.sort_by(|a, b| (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name)));
+        on.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         on
     }
 
     /// Names of the GPU nodes: those with a GpuNodeStatus and Nodes that advertise GPU resources, sorted.
     pub fn gpu_node_names(&self) -> Vec<String> {
         let mut names: BTreeSet<String> = self.statuses.state().iter().map(|s| s.name_any()).collect();
-        names.extend(self.nodes.state_filter(has_gpu_capacity).iter().map(|n| n.name_any()));
+        names.extend(self.nodes.state_filter(|n| n.has_gpus()).iter().map(|n| n.name.clone()));
         names.into_iter().collect()
     }
 
@@ -131,10 +130,10 @@ impl Snapshot {
             })
             .collect();
         for n in self.nodes.state() {
-            let name = n.name_any();
+            let name = n.name.clone();
             match by_name.get_mut(&name) {
                 Some(r) => r.node = Some(n),
-                None if has_gpu_capacity(&n) => {
+                None if n.has_gpus() => {
                     by_name.insert(name.clone(), NodeRef { name, status: None, node: Some(n) });
                 }
                 None => {}
@@ -148,7 +147,7 @@ impl Snapshot {
         check_name_len("node_name", name)?;
         let status = self.status(name);
         let node = self.node(name);
-        let has_gpus = node.as_deref().is_some_and(has_gpu_capacity);
+        let has_gpus = node.as_deref().is_some_and(CachedNode::has_gpus);
         if status.is_some() || has_gpus {
             return Ok(NodeRef { name: name.to_string(), status, node });
         }

@@ -7,14 +7,13 @@
 use std::collections::BTreeMap;
 
 use gpuscope_crds::Health;
-use kube::ResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
 use crate::args::{self, DEFAULT_LIMIT, FLEET_DEFAULT_LIMIT, MAX_LIMIT};
 use crate::error::{ToolError, check_name_len};
-use crate::gpu_resources::{ResourceCounts, is_active, node_allocatable, pod_gpu_requests, whole_gpus};
+use crate::gpu_resources::{ResourceCounts, whole_gpus};
 use crate::matching::{MAX_SUGGESTIONS, close_matches};
 use crate::snapshot::Snapshot;
 use crate::tools::common::{Truncated, merge_cuts, node_health, plural, take};
@@ -160,12 +159,9 @@ pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, Tool
         Some(n) => snap.pods_on(&n.name),
         None => snap.gpu_pods(),
     };
-    let active: Vec<_> = all.into_iter().filter(|p| is_active(p)).collect();
-    let pods: Vec<_> = active
-        .iter()
-        .filter(|p| args.namespace.as_deref().is_none_or(|ns| p.namespace().as_deref() == Some(ns)))
-        .cloned()
-        .collect();
+    let active: Vec<_> = all.into_iter().filter(|p| p.is_active()).collect();
+    let pods: Vec<_> =
+        active.iter().filter(|p| args.namespace.as_deref().is_none_or(|ns| p.namespace == ns)).cloned().collect();
 
     let health_of = |node: &str| snap.status(node).map(|o| node_health(&o)).unwrap_or(Health::Unknown);
     let mut totals = AllocationTotals::default();
@@ -173,13 +169,13 @@ pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, Tool
     let mut nodes: BTreeMap<String, (u64, usize)> = BTreeMap::new();
     let mut rows = Vec::with_capacity(pods.len());
     for p in &pods {
-        let requests = pod_gpu_requests(p);
+        let requests = p.gpus.to_map();
         let gpus = whole_gpus(&requests);
-        let bound_to = p.spec.as_ref().and_then(|s| s.node_name.clone());
+        let bound_to = p.node_name.clone();
         totals.pods += 1;
         totals.gpus_requested += gpus;
         totals.mig_slices_requested += crate::gpu_resources::mig_slices(&requests);
-        let ns = namespaces.entry(p.namespace().unwrap_or_default()).or_default();
+        let ns = namespaces.entry(p.namespace.clone()).or_default();
         ns.0 += 1;
         ns.1 += gpus;
         let node_health = bound_to.as_deref().map(health_of);
@@ -196,21 +192,19 @@ pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, Tool
             }
             None => totals.pending += 1,
         }
-        let owner =
-            p.metadata.owner_references.as_ref().and_then(|o| o.first()).map(|o| format!("{}/{}", o.kind, o.name));
         rows.push(PodAllocation {
-            namespace: p.namespace().unwrap_or_default(),
-            name: p.name_any(),
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
             node: bound_to,
-            phase: p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into()),
+            phase: p.phase.clone().unwrap_or_else(|| "Unknown".into()),
             gpus: requests,
-            owner,
+            owner: p.owner.clone(),
             node_health,
         });
     }
     totals.gpus_allocatable = match &node {
-        Some(n) => n.node.as_deref().map(|n| whole_gpus(&node_allocatable(n))).unwrap_or(0),
-        None => snap.nodes().iter().map(|n| whole_gpus(&node_allocatable(n))).sum(),
+        Some(n) => n.node.as_deref().map(|n| whole_gpus(&n.gpu_allocatable.to_map())).unwrap_or(0),
+        None => snap.nodes().iter().map(|n| whole_gpus(&n.gpu_allocatable.to_map())).sum(),
     };
 
     // Pods on unhealthy nodes first: they are the ones to act on.
@@ -221,7 +215,7 @@ pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, Tool
     let mut by_node: Vec<NodeAllocation> = nodes
         .into_iter()
         .map(|(name, (gpus_held, pods))| NodeAllocation {
-            gpus_allocatable: snap.node(&name).map(|n| whole_gpus(&node_allocatable(&n))).unwrap_or(0),
+            gpus_allocatable: snap.node(&name).map(|n| whole_gpus(&n.gpu_allocatable.to_map())).unwrap_or(0),
             health: health_of(&name),
             node: name,
             gpus_held,
@@ -268,7 +262,7 @@ pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, Tool
             Some(ns) => {
                 let known: Vec<String> = active
                     .iter()
-                    .filter_map(|p| p.namespace())
+                    .map(|p| p.namespace.clone())
                     .collect::<std::collections::BTreeSet<_>>()
                     .into_iter()
                     .collect();

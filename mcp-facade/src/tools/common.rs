@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::cached::CachedNode;
 use gpuscope_crds::gpu_node_status::GpuNodeStatusStatus;
 use gpuscope_crds::{GpuNodeStatus, Health};
-use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use schemars::JsonSchema;
@@ -12,7 +12,6 @@ use serde::Serialize;
 
 use crate::args::GpuSelector;
 use crate::error::ToolError;
-use crate::gpu_resources::{node_allocatable, node_capacity};
 use crate::matching::{MAX_SUGGESTIONS, close_prefix_matches};
 use crate::snapshot::{NodeRef, Snapshot};
 use crate::time::rfc3339;
@@ -387,12 +386,9 @@ pub struct NodeMetadata {
 }
 
 /// Taints as `key=value:effect`.
-pub fn taints(node: &Node) -> Vec<String> {
-    node.spec
-        .as_ref()
-        .and_then(|s| s.taints.as_ref())
-        .into_iter()
-        .flatten()
+pub fn taints(node: &CachedNode) -> Vec<String> {
+    node.taints
+        .iter()
         .map(|t| match &t.value {
             Some(v) if !v.is_empty() => format!("{}={}:{}", t.key, v, t.effect),
             _ => format!("{}:{}", t.key, t.effect),
@@ -400,23 +396,17 @@ pub fn taints(node: &Node) -> Vec<String> {
         .collect()
 }
 
-/// Whether the Node is cordoned.
-pub fn unschedulable(node: &Node) -> bool {
-    node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
-}
-
 /// The Kubernetes facts of a Node.
-pub fn node_metadata(node: &Node) -> NodeMetadata {
-    let info = node.status.as_ref().and_then(|s| s.node_info.as_ref());
+pub fn node_metadata(node: &CachedNode) -> NodeMetadata {
     NodeMetadata {
-        labels: node.metadata.labels.clone().unwrap_or_default(),
-        gpu_capacity: node_capacity(node),
-        gpu_allocatable: node_allocatable(node),
-        unschedulable: unschedulable(node),
+        labels: node.labels.clone(),
+        gpu_capacity: node.gpu_capacity.to_map(),
+        gpu_allocatable: node.gpu_allocatable.to_map(),
+        unschedulable: node.unschedulable,
         taints: taints(node),
-        created: node.metadata.creation_timestamp.as_ref().map(rfc3339),
-        kubelet_version: info.map(|i| i.kubelet_version.clone()).filter(|v| !v.is_empty()),
-        kernel_version: info.map(|i| i.kernel_version.clone()).filter(|v| !v.is_empty()),
+        created: node.created.as_ref().map(rfc3339),
+        kubelet_version: node.kubelet_version.clone(),
+        kernel_version: node.kernel_version.clone(),
     }
 }
 

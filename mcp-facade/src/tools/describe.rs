@@ -10,7 +10,6 @@
 use gpuscope_crds::Health;
 use gpuscope_crds::gpu_node_status::{GpuInfo, GpuNodeStatusStatus, GpuVerdict, XidSource};
 use gpuscope_crds::health::reason;
-use kube::ResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -18,12 +17,10 @@ use crate::actions;
 use crate::answer::Answer;
 use crate::error::ToolError;
 use crate::freshness::{self, Freshness, ProbeState};
-use crate::gpu_resources::{ResourceCounts, is_active, node_allocatable, node_capacity, pod_gpu_requests, whole_gpus};
+use crate::gpu_resources::{ResourceCounts, whole_gpus};
 use crate::snapshot::Snapshot;
 use crate::time::rfc3339;
-use crate::tools::common::{
-    ConditionView, GpuRef, NodeMetadata, gpu_at, node_health, node_metadata, plural, taints, unschedulable,
-};
+use crate::tools::common::{ConditionView, GpuRef, NodeMetadata, gpu_at, node_health, node_metadata, plural, taints};
 use crate::tools::health::node_problems;
 use crate::tools::inventory::MigView;
 use crate::xid_view::{XidMeaning, meaning, severity};
@@ -491,13 +488,6 @@ fn condition_view(c: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
     view
 }
 
-fn abnormal(c: &k8s_openapi::api::core::v1::NodeCondition) -> bool {
-    match c.type_.as_str() {
-        "Ready" | "GPUHealthy" => c.status != "True" || c.type_ == "GPUHealthy",
-        _ => c.status != "False",
-    }
-}
-
 /// Answer `describe_gpu_node`.
 pub fn answer(snap: &Snapshot, args: &DescribeArgs) -> Result<NodeDescription, ToolError> {
     let n = snap.require_node(&args.node_name)?;
@@ -506,31 +496,22 @@ pub fn answer(snap: &Snapshot, args: &DescribeArgs) -> Result<NodeDescription, T
     let probe = freshness::of(o, snap.now());
     let health = o.map(node_health).unwrap_or(Health::Unknown);
 
-    let active: Vec<_> = snap.pods_on(&n.name).into_iter().filter(|p| is_active(p)).collect();
+    let active: Vec<_> = snap.pods_on(&n.name).into_iter().filter(|p| p.is_active()).collect();
     let mut allocated = ResourceCounts::new();
     for p in &active {
-        for (k, v) in pod_gpu_requests(p) {
+        for (k, v) in p.gpus.to_map() {
             *allocated.entry(k).or_default() += v;
         }
     }
     let kubernetes = match n.node.as_deref() {
         Some(node) => NodeKubernetes {
             node_exists: true,
-            ready: node
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-                .map(|c| c.status.clone()),
-            unschedulable: unschedulable(node),
+            ready: node.ready.clone(),
+            unschedulable: node.unschedulable,
             taints: taints(node),
             conditions: node
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .into_iter()
-                .flatten()
-                .filter(|c| abnormal(c))
+                .abnormal_conditions
+                .iter()
                 .map(|c| ConditionView {
                     type_: c.type_.clone(),
                     status: c.status.clone(),
@@ -539,17 +520,17 @@ pub fn answer(snap: &Snapshot, args: &DescribeArgs) -> Result<NodeDescription, T
                     since: c.last_transition_time.as_ref().map(rfc3339),
                 })
                 .collect(),
-            gpu_capacity: node_capacity(node),
-            gpu_allocatable: node_allocatable(node),
+            gpu_capacity: node.gpu_capacity.to_map(),
+            gpu_allocatable: node.gpu_allocatable.to_map(),
             gpu_allocated: allocated,
             pods: active
                 .iter()
                 .take(MAX_ROWS)
                 .map(|p| PodOnNode {
-                    namespace: p.namespace().unwrap_or_default(),
-                    name: p.name_any(),
-                    phase: p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_else(|| "Unknown".into()),
-                    gpus: pod_gpu_requests(p),
+                    namespace: p.namespace.clone(),
+                    name: p.name.clone(),
+                    phase: p.phase.clone().unwrap_or_else(|| "Unknown".into()),
+                    gpus: p.gpus.to_map(),
                 })
                 .collect(),
             pod_count: active.len(),

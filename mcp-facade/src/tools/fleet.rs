@@ -9,7 +9,7 @@ use crate::answer::Answer;
 use crate::args;
 use crate::error::ToolError;
 use crate::freshness::{self, ProbeState};
-use crate::gpu_resources::{is_active, node_allocatable, pod_gpu_requests, whole_gpus};
+use crate::gpu_resources::whole_gpus;
 use crate::snapshot::Snapshot;
 use crate::tools::common::{
     DriverCount, HealthCounts, ModelCount, Truncated, by_driver, by_model, count_gpu_healths, merge_cuts, node_health,
@@ -252,14 +252,14 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
         gpus_allocatable: gpu_nodes
             .iter()
             .filter_map(|n| n.node.as_deref())
-            .map(|n| whole_gpus(&node_allocatable(n)))
+            .map(|n| whole_gpus(&n.gpu_allocatable.to_map()))
             .sum(),
         ..Default::default()
     };
-    for p in snap.gpu_pods().iter().filter(|p| is_active(p)) {
+    for p in snap.gpu_pods().iter().filter(|p| p.is_active()) {
         allocation.pods += 1;
-        match p.spec.as_ref().and_then(|s| s.node_name.as_ref()) {
-            Some(_) => allocation.gpus_held += whole_gpus(&pod_gpu_requests(p)),
+        match &p.node_name {
+            Some(_) => allocation.gpus_held += whole_gpus(&p.gpus.to_map()),
             None => allocation.pending_pods += 1,
         }
     }
