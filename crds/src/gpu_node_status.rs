@@ -225,9 +225,9 @@ pub struct GpuInfo {
     /// Multi-Instance GPU mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mig: Option<MigInfo>,
-    /// NVLink links and whether each is active.
+    /// NVLink links: how many reported a state, and which of them are down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nvlinks: Option<Vec<NvLinkState>>,
+    pub nvlinks: Option<NvLinks>,
     /// The driver's current recovery action for this GPU (XID 154 or NVML), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_action: Option<RecoveryActionStatus>,
@@ -326,7 +326,54 @@ pub struct MigInfo {
     pub device_count: Option<u32>,
 }
 
-/// One NVLink link.
+/// A GPU's NVLinks, counted: the links that reported a state and the numbers of those that are down. (The first
+/// form of this field listed every link's state: 144 entries per 8-GPU node, a third of the object; it is still
+/// read, so objects written by an older probe keep working until it is upgraded.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NvLinks {
+    /// Links that reported a state (active or not).
+    pub count: u32,
+    /// Link numbers that are not active, ascending; empty when every link is up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inactive: Vec<u32>,
+}
+
+impl NvLinks {
+    /// Count links from their states.
+    pub fn from_states(states: &[NvLinkState]) -> NvLinks {
+        let mut inactive: Vec<u32> = states.iter().filter(|s| !s.active).map(|s| s.link).collect();
+        inactive.sort_unstable();
+        NvLinks { count: u32::try_from(states.len()).unwrap_or(u32::MAX), inactive }
+    }
+
+    /// Links that are up.
+    pub fn active(&self) -> u32 {
+        self.count.saturating_sub(u32::try_from(self.inactive.len()).unwrap_or(u32::MAX))
+    }
+}
+
+impl<'de> Deserialize<'de> for NvLinks {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<NvLinks, D::Error> {
+        /// Either form on the wire: the counted one, or the first one's list of states.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Counted {
+                count: u32,
+                #[serde(default)]
+                inactive: Vec<u32>,
+            },
+            States(Vec<NvLinkState>),
+        }
+        Ok(match Wire::deserialize(deserializer)? {
+            Wire::Counted { count, inactive } => NvLinks { count, inactive },
+            Wire::States(states) => NvLinks::from_states(&states),
+        })
+    }
+}
+
+/// One NVLink link's state, as NVML reports it (and as the first form of `nvlinks` listed them).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NvLinkState {
@@ -462,4 +509,35 @@ pub struct GpuVerdict {
     /// What to do, for a human.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nvlinks_are_written_counted_and_read_in_either_form() {
+        let counted = NvLinks { count: 18, inactive: vec![4] };
+        assert_eq!(serde_json::to_value(&counted).expect("json"), serde_json::json!({ "count": 18, "inactive": [4] }));
+        let all_up = NvLinks { count: 12, inactive: vec![] };
+        assert_eq!(serde_json::to_value(&all_up).expect("json"), serde_json::json!({ "count": 12 }));
+        assert_eq!(all_up.active(), 12);
+        assert_eq!(counted.active(), 17);
+        let read = |v: serde_json::Value| serde_json::from_value::<NvLinks>(v).map_err(|e| e.to_string());
+        assert_eq!(read(serde_json::json!({ "count": 18, "inactive": [4] })), Ok(counted));
+        assert_eq!(read(serde_json::json!({ "count": 12 })), Ok(all_up));
+        // An object an older probe wrote: every link's state.
+        let listed = serde_json::json!([
+            { "link": 0, "active": true }, { "link": 2, "active": false }, { "link": 1, "active": false }
+        ]);
+        assert_eq!(read(listed), Ok(NvLinks { count: 3, inactive: vec![1, 2] }));
+        assert!(read(serde_json::json!("up")).is_err(), "neither form is an error, not a default");
+    }
+
+    #[test]
+    fn the_crd_schema_describes_only_the_counted_form() {
+        let schema = serde_json::to_value(schemars::schema_for!(NvLinks)).expect("schema");
+        assert_eq!(schema["type"], "object", "{schema}");
+        assert_eq!(schema["required"], serde_json::json!(["count"]), "{schema}");
+    }
 }

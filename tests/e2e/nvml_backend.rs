@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use gpuscope_crds::gpu_node_status::{
-    Clocks, EccCounters, GpuInfo, GpuMemory, MigInfo, NvLinkState, RecoveryActionStatus, RemappedRows, RetiredPages,
+    Clocks, EccCounters, GpuInfo, GpuMemory, MigInfo, NvLinks, RecoveryActionStatus, RemappedRows, RetiredPages,
     Utilization, XidSource,
 };
 use gpuscope_probe::backend::{BackendError, GpuBackend, LostGpu, NodeSnapshot, NvmlBackend, NvmlConfig, NvmlXidEvent};
@@ -135,12 +135,7 @@ fn full_inventory_equals_the_configured_values() -> TestResult {
         retired_pages: Some(RetiredPages { single_bit_ecc: 2, double_bit_ecc: 1, pending: true }),
         remapped_rows: Some(RemappedRows { correctable: 4, uncorrectable: 1, pending: true, failure: false }),
         mig: Some(MigInfo { enabled: false, pending_enabled: Some(false), device_count: Some(0) }),
-        nvlinks: Some(vec![
-            NvLinkState { link: 0, active: true },
-            NvLinkState { link: 1, active: true },
-            NvLinkState { link: 2, active: false },
-            NvLinkState { link: 3, active: true },
-        ]),
+        nvlinks: Some(NvLinks { count: 4, inactive: vec![2] }),
         recovery_action: Some(RecoveryActionStatus {
             code: 2,
             action: "NodeReboot".into(),
@@ -158,7 +153,7 @@ fn full_inventory_equals_the_configured_values() -> TestResult {
     // ECC off: the mode is reported and the counters are not asked for.
     assert_eq!(a100.ecc, Some(EccCounters { enabled: false, ..Default::default() }));
     assert_eq!(a100.mig, Some(MigInfo { enabled: true, pending_enabled: Some(true), device_count: Some(3) }));
-    assert_eq!(a100.nvlinks.as_ref().map(Vec::len), Some(12));
+    assert_eq!(a100.nvlinks.as_ref(), Some(&NvLinks { count: 12, inactive: vec![] }));
     Ok(())
 }
 

@@ -359,10 +359,10 @@ fn telemetry(g: &GpuInfo) -> GpuTelemetry {
             pending_enabled: m.pending_enabled.filter(|p| *p != m.enabled),
             devices: m.device_count,
         }),
-        nvlinks: g.nvlinks.as_ref().map(|links| NvLinkSummary {
-            active: links.iter().filter(|l| l.active).count(),
-            inactive: links.iter().filter(|l| !l.active).map(|l| l.link).collect(),
-        }),
+        nvlinks: g
+            .nvlinks
+            .as_ref()
+            .map(|links| NvLinkSummary { active: links.active() as usize, inactive: links.inactive.clone() }),
         recovery_action: g.recovery_action.as_ref().map(|r| {
             if r.code == 0 {
                 return r.action.clone();
@@ -679,11 +679,11 @@ mod tests {
 
     #[test]
     fn gpus_alike_are_said_once_and_only_their_differences_per_gpu() {
-        use gpuscope_crds::gpu_node_status::{EccCounters, NvLinkState};
+        use gpuscope_crds::gpu_node_status::{EccCounters, NvLinks};
         let mut o = healthy("n1", 8);
         for g in o.status.as_mut().and_then(|s| s.gpus.as_mut()).into_iter().flatten() {
             g.temperature_celsius = Some(35);
-            g.nvlinks = Some((0..18).map(|link| NvLinkState { link, active: !(g.index == 6 && link == 4) }).collect());
+            g.nvlinks = Some(NvLinks { count: 18, inactive: if g.index == 6 { vec![4] } else { vec![] } });
             g.ecc = Some(EccCounters {
                 enabled: true,
                 volatile_corrected: Some(if g.index == 2 { 12 } else { 0 }),

@@ -10,8 +10,8 @@
 use std::time::Instant;
 
 use gpuscope_crds::gpu_node_status::{
-    Backend, Clocks, EccCounters, GpuInfo, GpuMemory, GpuVerdict, MigInfo, NvLinkState, ProbeInfo,
-    RecoveryActionStatus, RemappedRows, Utilization, XidEvent, XidHistory, XidSource, XidTotal,
+    Backend, Clocks, EccCounters, GpuInfo, GpuMemory, GpuVerdict, MigInfo, NvLinks, ProbeInfo, RecoveryActionStatus,
+    RemappedRows, Utilization, XidEvent, XidHistory, XidSource, XidTotal,
 };
 use gpuscope_crds::health::{condition_type, reason};
 use gpuscope_crds::{GpuNodeStatus, GpuNodeStatusStatus, Health, xid};
@@ -142,7 +142,7 @@ fn gpu(i: usize, g: u32) -> GpuInfo {
         retired_pages: None,
         remapped_rows: Some(RemappedRows { correctable: 0, uncorrectable: 0, pending: false, failure: false }),
         mig: Some(MigInfo { enabled: a, pending_enabled: Some(a), device_count: Some(if a { 7 } else { 0 }) }),
-        nvlinks: Some((0..if a { 12 } else { 18 }).map(|link| NvLinkState { link, active: true }).collect()),
+        nvlinks: Some(NvLinks { count: if a { 12 } else { 18 }, inactive: vec![] }),
         recovery_action: Some(RecoveryActionStatus {
             code: 0,
             action: "None".into(),

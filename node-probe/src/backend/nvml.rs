@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gpuscope_crds::gpu_node_status::{
-    Backend, Clocks, EccCounters, GpuInfo, GpuMemory, MigInfo, NvLinkState, RecoveryActionStatus, RemappedRows,
-    RetiredPages, Utilization, XidSource,
+    Backend, Clocks, EccCounters, GpuInfo, GpuMemory, MigInfo, NvLinkState, NvLinks, RecoveryActionStatus,
+    RemappedRows, RetiredPages, Utilization, XidSource,
 };
 use gpuscope_crds::pci::PciBusId;
 use gpuscope_crds::xid::RecoveryAction;
@@ -437,7 +437,7 @@ fn read_mig(device: &Device<'_>, r: &mut FieldReader) -> Option<MigInfo> {
     Some(MigInfo { enabled, pending_enabled: Some(mode.pending == MIG_ENABLED), device_count })
 }
 
-fn read_nvlinks(device: &Device<'_>, r: &mut FieldReader) -> Option<Vec<NvLinkState>> {
+fn read_nvlinks(device: &Device<'_>, r: &mut FieldReader) -> Option<NvLinks> {
     if r.lost {
         return None;
     }
@@ -457,7 +457,7 @@ fn read_nvlinks(device: &Device<'_>, r: &mut FieldReader) -> Option<Vec<NvLinkSt
         r.problem("gpus.nvlinks", Problem::Unsupported);
         return None;
     }
-    Some(links)
+    Some(NvLinks::from_states(&links))
 }
 
 fn start_event_thread(nvml: Arc<Nvml>, capacity: usize) -> Result<XidEvents, BackendError> {
