@@ -357,7 +357,7 @@ impl<'de> Deserialize<'de> for NvLinks {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<NvLinks, D::Error> {
         /// Either form on the wire: the counted one, or the first one's list of states.
         #[derive(Deserialize)]
-        #[serde(untagged)]
+        #[serde(untagged, expecting = "nvlinks as {count, inactive} or a list of {link, active}")]
         enum Wire {
             Counted {
                 count: u32,
@@ -531,7 +531,9 @@ mod tests {
             { "link": 0, "active": true }, { "link": 2, "active": false }, { "link": 1, "active": false }
         ]);
         assert_eq!(read(listed), Ok(NvLinks { count: 3, inactive: vec![1, 2] }));
-        assert!(read(serde_json::json!("up")).is_err(), "neither form is an error, not a default");
+        let bad = read(serde_json::json!("up")).expect_err("neither form is an error, not a default");
+        assert!(bad.contains("nvlinks as {count, inactive} or a list of {link, active}"), "{bad}");
+        assert!(read(serde_json::json!({ "count": -1 })).is_err());
     }
 
     #[test]

@@ -41,6 +41,11 @@ impl GpuCounts {
         self.0.is_empty()
     }
 
+    /// (resource, count) pairs, for [`crate::gpu_resources::whole_gpus`] and friends without building a map.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &u64)> {
+        self.0.iter().map(|(name, n)| (name, n))
+    }
+
     fn of_quantities(map: Option<&BTreeMap<String, Quantity>>) -> GpuCounts {
         GpuCounts::from(gpu_counts(map))
     }
@@ -93,8 +98,9 @@ impl From<Node> for CachedNode {
         let spec = n.spec.unwrap_or_default();
         let status = n.status.unwrap_or_default();
         let conditions = status.conditions.unwrap_or_default();
-        let info = status.node_info;
-        let version = |v: Option<String>| v.filter(|v| !v.is_empty());
+        let (kubelet_version, kernel_version) =
+            status.node_info.map(|i| (i.kubelet_version, i.kernel_version)).unwrap_or_default();
+        let version = |v: String| Some(v).filter(|v| !v.is_empty());
         CachedNode {
             name: n.metadata.name.unwrap_or_default(),
             created: n.metadata.creation_timestamp,
@@ -116,8 +122,8 @@ impl From<Node> for CachedNode {
                 // The heartbeat time changes every few seconds and no tool reads it.
                 .map(|c| NodeCondition { last_heartbeat_time: None, ..c })
                 .collect(),
-            kubelet_version: version(info.as_ref().map(|i| i.kubelet_version.clone())),
-            kernel_version: version(info.map(|i| i.kernel_version)),
+            kubelet_version: version(kubelet_version),
+            kernel_version: version(kernel_version),
         }
     }
 }
@@ -176,11 +182,6 @@ impl CachedPod {
     /// Whether it still holds its resources: not Succeeded or Failed.
     pub fn is_active(&self) -> bool {
         !matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
-    }
-
-    /// Whether it requests any GPU or MIG resource.
-    pub fn requests_gpu(&self) -> bool {
-        !self.gpus.is_empty()
     }
 
     fn namespace_name(&self) -> Option<&str> {
@@ -313,7 +314,7 @@ mod tests {
                 gpus: GpuCounts::from(ResourceCounts::from([("nvidia.com/gpu".to_string(), 2)])),
             }
         );
-        assert!(kept.is_active() && kept.requests_gpu());
+        assert!(kept.is_active());
         let done = CachedPod { phase: Some("Succeeded".into()), ..kept };
         assert!(!done.is_active());
     }

@@ -65,14 +65,19 @@ pub fn pod_gpu_requests(pod: &Pod) -> ResourceCounts {
     total
 }
 
+/// Whether the pod requests any GPU or MIG resource (the pod watch's filter, run before a pod is converted).
+pub fn requests_gpu(pod: &Pod) -> bool {
+    !pod_gpu_requests(pod).is_empty()
+}
+
 /// Whole GPUs in a set of counts (`nvidia.com/gpu` and renamed shared GPUs); MIG slices are not GPUs.
-pub fn whole_gpus(counts: &ResourceCounts) -> u64 {
-    counts.iter().filter(|(name, _)| !name.starts_with("nvidia.com/mig-")).map(|(_, n)| n).sum()
+pub fn whole_gpus<'a>(counts: impl IntoIterator<Item = (&'a String, &'a u64)>) -> u64 {
+    counts.into_iter().filter(|(name, _)| !name.starts_with("nvidia.com/mig-")).map(|(_, n)| n).sum()
 }
 
 /// MIG slices in a set of counts.
-pub fn mig_slices(counts: &ResourceCounts) -> u64 {
-    counts.iter().filter(|(name, _)| name.starts_with("nvidia.com/mig-")).map(|(_, n)| n).sum()
+pub fn mig_slices<'a>(counts: impl IntoIterator<Item = (&'a String, &'a u64)>) -> u64 {
+    counts.into_iter().filter(|(name, _)| name.starts_with("nvidia.com/mig-")).map(|(_, n)| n).sum()
 }
 
 #[cfg(test)]
@@ -185,9 +190,9 @@ mod tests {
     #[test]
     fn cpu_only_pods_request_no_gpu_and_finished_pods_are_inactive() {
         let p = pod("web", "nginx", Some("n1"), "cpu", 2, "Running");
+        assert!(!requests_gpu(&p));
+        assert!(requests_gpu(&pod("ml", "mig", None, "nvidia.com/mig-1g.10gb", 1, "Pending")));
         let kept = |p: Pod| CachedPod::from(p);
-        assert!(!kept(p).requests_gpu());
-        assert!(kept(pod("ml", "mig", None, "nvidia.com/mig-1g.10gb", 1, "Pending")).requests_gpu());
         assert!(!kept(pod("ml", "done", Some("n1"), "nvidia.com/gpu", 1, "Succeeded")).is_active());
         assert!(kept(pod("ml", "wait", None, "nvidia.com/gpu", 1, "Pending")).is_active());
     }
@@ -197,7 +202,7 @@ mod tests {
         let n = node("n1", 8);
         let n = CachedNode::from(n);
         assert_eq!(n.gpu_allocatable.to_map(), [("nvidia.com/gpu".to_string(), 8)].into_iter().collect());
-        assert_eq!(whole_gpus(&n.gpu_capacity.to_map()), 8);
+        assert_eq!(whole_gpus(n.gpu_capacity.iter()), 8);
         assert!(n.has_gpus() && !CachedNode::from(node("cpu", 0)).has_gpus());
         let mixed: ResourceCounts =
             [("nvidia.com/gpu".to_string(), 4), ("nvidia.com/mig-1g.10gb".to_string(), 14)].into_iter().collect();

@@ -203,8 +203,8 @@ pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, Tool
         });
     }
     totals.gpus_allocatable = match &node {
-        Some(n) => n.node.as_deref().map(|n| whole_gpus(&n.gpu_allocatable.to_map())).unwrap_or(0),
-        None => snap.nodes().iter().map(|n| whole_gpus(&n.gpu_allocatable.to_map())).sum(),
+        Some(n) => n.node.as_deref().map(|n| whole_gpus(n.gpu_allocatable.iter())).unwrap_or(0),
+        None => snap.nodes().iter().map(|n| whole_gpus(n.gpu_allocatable.iter())).sum(),
     };
 
     // Pods on unhealthy nodes first: they are the ones to act on.
@@ -215,7 +215,7 @@ pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, Tool
     let mut by_node: Vec<NodeAllocation> = nodes
         .into_iter()
         .map(|(name, (gpus_held, pods))| NodeAllocation {
-            gpus_allocatable: snap.node(&name).map(|n| whole_gpus(&n.gpu_allocatable.to_map())).unwrap_or(0),
+            gpus_allocatable: snap.node(&name).map(|n| whole_gpus(n.gpu_allocatable.iter())).unwrap_or(0),
             health: health_of(&name),
             node: name,
             gpus_held,

@@ -499,8 +499,8 @@ pub fn answer(snap: &Snapshot, args: &DescribeArgs) -> Result<NodeDescription, T
     let active: Vec<_> = snap.pods_on(&n.name).into_iter().filter(|p| p.is_active()).collect();
     let mut allocated = ResourceCounts::new();
     for p in &active {
-        for (k, v) in p.gpus.to_map() {
-            *allocated.entry(k).or_default() += v;
+        for (k, v) in p.gpus.iter() {
+            *allocated.entry(k.clone()).or_default() += v;
         }
     }
     let kubernetes = match n.node.as_deref() {

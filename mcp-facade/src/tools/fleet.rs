@@ -252,14 +252,14 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
         gpus_allocatable: gpu_nodes
             .iter()
             .filter_map(|n| n.node.as_deref())
-            .map(|n| whole_gpus(&n.gpu_allocatable.to_map()))
+            .map(|n| whole_gpus(n.gpu_allocatable.iter()))
             .sum(),
         ..Default::default()
     };
     for p in snap.gpu_pods().iter().filter(|p| p.is_active()) {
         allocation.pods += 1;
         match &p.node_name {
-            Some(_) => allocation.gpus_held += whole_gpus(&p.gpus.to_map()),
+            Some(_) => allocation.gpus_held += whole_gpus(p.gpus.iter()),
             None => allocation.pending_pods += 1,
         }
     }

@@ -56,15 +56,32 @@ pub async fn run(cfg: FacadeBench) -> BenchResult<Vec<FacadeReport>> {
     );
     let mut reports = Vec::new();
     for (k, &n) in cfg.sizes.iter().enumerate() {
-        let hold = cfg.hold && k + 1 == cfg.sizes.len();
-        let report = one_size(n, cfg.calls, hold).await?;
+        let (report, running) = one_size(n, cfg.calls).await?;
         print_report(&report);
+        if cfg.hold && k + 1 == cfg.sizes.len() {
+            println!(
+                "\nholding: KUBECONFIG={} (admin; the facade's own: {}), facade at http://{}/mcp; Ctrl-C ends",
+                running.cp.kubeconfig().display(),
+                running.cp.kubeconfig_for(Identity::Mcp).display(),
+                running.facade_addr
+            );
+            tokio::signal::ctrl_c().await?;
+        }
         reports.push(report);
     }
     Ok(reports)
 }
 
-async fn one_size(n: usize, calls: usize, hold: bool) -> BenchResult<FacadeReport> {
+/// What one size leaves running until it is dropped: the facade and the operator, then (fields drop in order)
+/// the control plane.
+struct Running {
+    _facade: crate::Process,
+    _operator: crate::Process,
+    facade_addr: std::net::SocketAddr,
+    cp: ControlPlane,
+}
+
+async fn one_size(n: usize, calls: usize) -> BenchResult<(FacadeReport, Running)> {
     eprintln!("[bench] {n} nodes: control plane");
     let cp = ControlPlane::start()?;
     cp.apply_crds()?;
@@ -138,16 +155,7 @@ async fn one_size(n: usize, calls: usize, hold: bool) -> BenchResult<FacadeRepor
         report.rss_mib.insert("after the calls", s.rss_kib as f64 / 1024.0);
         report.rss_mib.insert("peak", s.peak_rss_kib as f64 / 1024.0);
     }
-    if hold {
-        print_report(&report);
-        println!(
-            "\nholding: KUBECONFIG={} (admin; the facade's own: {}), facade at http://{addr}/mcp; Ctrl-C ends",
-            cp.kubeconfig().display(),
-            cp.kubeconfig_for(Identity::Mcp).display()
-        );
-        tokio::signal::ctrl_c().await?;
-    }
-    Ok(report)
+    Ok((report, Running { _facade: facade, _operator: operator, facade_addr: addr, cp }))
 }
 
 fn print_report(r: &FacadeReport) {
