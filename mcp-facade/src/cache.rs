@@ -17,7 +17,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-use crate::cached::{self, CachedNode, CachedPod};
+use crate::cached::{CachedNode, CachedPod, CachedStatus};
 use crate::gpu_resources::requests_gpu;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
@@ -31,7 +31,7 @@ const LIST_PAGE_SIZE: u32 = 100;
 #[derive(Clone)]
 pub struct ClusterCache {
     name: String,
-    statuses: Store<GpuNodeStatus>,
+    statuses: Store<CachedStatus>,
     nodes: Store<CachedNode>,
     pods: Store<CachedPod>,
     /// The pod store's objects by node, kept from the same events; absent for stores filled by their own writers.
@@ -56,8 +56,8 @@ struct Kind<W, K> {
     kept: fn(W) -> K,
 }
 
-const STATUSES: Kind<GpuNodeStatus, GpuNodeStatus> =
-    Kind { name: "GpuNodeStatus", kept: cached::status, keep: |_| true };
+const STATUSES: Kind<GpuNodeStatus, CachedStatus> =
+    Kind { name: "GpuNodeStatus", kept: CachedStatus::from, keep: |_| true };
 const NODES: Kind<Node, CachedNode> = Kind { name: "Node", kept: CachedNode::from, keep: |_| true };
 // Pods are filtered client-side: no selector can say "requests an extended resource".
 const PODS: Kind<Pod, CachedPod> = Kind { name: "Pod", kept: CachedPod::from, keep: requests_gpu };
@@ -87,7 +87,7 @@ impl ClusterCache {
     /// A cache over stores that their writers fill (needs a tokio runtime): ready once each has seen a full list.
     pub fn from_stores(
         name: &str,
-        statuses: Store<GpuNodeStatus>,
+        statuses: Store<CachedStatus>,
         nodes: Store<CachedNode>,
         pods: Store<CachedPod>,
     ) -> ClusterCache {
@@ -368,7 +368,7 @@ mod tests {
 
     #[tokio::test]
     async fn readiness_survives_callers_that_gave_up_waiting_during_warm_up() {
-        let (mut statuses, s) = empty::<GpuNodeStatus>();
+        let (mut statuses, s) = empty::<CachedStatus>();
         let (mut nodes, n) = empty::<CachedNode>();
         let (mut pods, p) = empty::<CachedPod>();
         let cache = ClusterCache::from_stores("c", s, n, p);

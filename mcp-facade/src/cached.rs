@@ -14,16 +14,56 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::reflector::Lookup;
 
 use crate::gpu_resources::{ResourceCounts, gpu_counts, pod_gpu_requests};
+use crate::packed::{PackError, PackedJson};
+use crate::status_facts::StatusFacts;
 
 /// Label prefixes worth keeping on a Node: GPU feature discovery and placement.
 const NODE_LABEL_PREFIXES: [&str; 4] =
     ["nvidia.com/", "node.kubernetes.io/instance-type", "topology.kubernetes.io/", "node-role.kubernetes.io/"];
 
-/// GpuNodeStatus: everything but managedFields and annotations (a client-side apply copy can double the size).
-pub fn status(mut o: GpuNodeStatus) -> GpuNodeStatus {
-    o.metadata.managed_fields = None;
-    o.metadata.annotations = None;
-    o
+/// A GpuNodeStatus as the cache keeps it: the facts fleet-wide answers read, typed, and the whole object (but
+/// managedFields and annotations: a client-side apply copy can double the size) packed for answers about one node.
+#[derive(Clone, Debug)]
+pub struct CachedStatus {
+    /// The object's (and its node's) name.
+    pub name: String,
+    /// What fleet-wide answers read.
+    pub facts: StatusFacts,
+    /// The whole object; an error only if it could not be packed (a bug, reported by whoever unpacks it).
+    packed: Result<PackedJson, PackError>,
+}
+
+impl CachedStatus {
+    /// The whole object.
+    pub fn unpack(&self) -> Result<GpuNodeStatus, PackError> {
+        self.packed.as_ref().map_err(Clone::clone)?.unpack()
+    }
+
+    /// The whole object as compact JSON.
+    pub fn json(&self) -> Result<Vec<u8>, PackError> {
+        self.packed.as_ref().map_err(Clone::clone)?.json()
+    }
+
+    /// Bytes the packed object takes.
+    pub fn packed_len(&self) -> usize {
+        self.packed.as_ref().map_or(0, PackedJson::len)
+    }
+
+    fn namespace_name(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl From<GpuNodeStatus> for CachedStatus {
+    fn from(mut o: GpuNodeStatus) -> CachedStatus {
+        o.metadata.managed_fields = None;
+        o.metadata.annotations = None;
+        CachedStatus {
+            name: o.metadata.name.clone().unwrap_or_default(),
+            facts: StatusFacts::of(&o),
+            packed: PackedJson::pack(&o),
+        }
+    }
 }
 
 /// GPU resource counts as a short list (a `BTreeMap` with one entry costs a 400-byte node).
@@ -192,7 +232,7 @@ impl CachedPod {
 /// Store keys by name (and namespace): the reflector needs no more. Resource version and UID stay out of the
 /// keys, which the store would otherwise hold a copy of for every object.
 macro_rules! lookup {
-    ($ty:ty, $kind:literal, $plural:literal) => {
+    ($ty:ty, $group:literal, $version:literal, $kind:literal, $plural:literal) => {
         impl Lookup for $ty {
             type DynamicType = ();
 
@@ -201,11 +241,11 @@ macro_rules! lookup {
             }
 
             fn group(_: &()) -> Cow<'_, str> {
-                "".into()
+                $group.into()
             }
 
             fn version(_: &()) -> Cow<'_, str> {
-                "v1".into()
+                $version.into()
             }
 
             fn plural(_: &()) -> Cow<'_, str> {
@@ -231,8 +271,9 @@ macro_rules! lookup {
     };
 }
 
-lookup!(CachedNode, "Node", "nodes");
-lookup!(CachedPod, "Pod", "pods");
+lookup!(CachedStatus, "gpuscope.dev", "v1alpha1", "GpuNodeStatus", "gpunodestatuses");
+lookup!(CachedNode, "", "v1", "Node", "nodes");
+lookup!(CachedPod, "", "v1", "Pod", "pods");
 
 #[cfg(test)]
 mod tests {

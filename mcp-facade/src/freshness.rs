@@ -1,12 +1,11 @@
 //! Probe freshness as the operator publishes it: the `ProbeReporting` condition. The facade never reads Leases.
 
-use gpuscope_crds::GpuNodeStatus;
-use gpuscope_crds::health::{condition_type, reason};
+use gpuscope_crds::health::reason;
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::status_facts::StatusFacts;
 use crate::time::{age, rfc3339};
 
 /// Whether the node's probe is reporting.
@@ -49,15 +48,10 @@ pub struct Freshness {
     pub last_report: Option<String>,
 }
 
-/// The named condition on a GpuNodeStatus.
-pub fn condition<'a>(o: &'a GpuNodeStatus, type_: &str) -> Option<&'a Condition> {
-    o.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_)
-}
-
 /// The freshness state alone, without the evidence (no allocation: fleet-wide answers call it per node).
-pub fn state(o: Option<&GpuNodeStatus>) -> ProbeState {
+pub fn state(o: Option<&StatusFacts>) -> ProbeState {
     let Some(o) = o else { return ProbeState::Missing };
-    let Some(c) = condition(o, condition_type::PROBE_REPORTING) else { return ProbeState::Unknown };
+    let Some(c) = &o.probe_reporting else { return ProbeState::Unknown };
     // The operator reports a silent probe as Unknown (the data may still be right, nobody can tell), so the
     // reason, not the status, says whether it is stale or was never there.
     match (c.status.as_str(), c.reason.as_str()) {
@@ -68,21 +62,17 @@ pub fn state(o: Option<&GpuNodeStatus>) -> ProbeState {
     }
 }
 
-/// Read `ProbeReporting` off a GpuNodeStatus (none: the node has no GpuNodeStatus at all).
-pub fn of(o: Option<&GpuNodeStatus>, now: Timestamp) -> Freshness {
+/// Read `ProbeReporting` off a GpuNodeStatus's facts (none: the node has no GpuNodeStatus at all).
+pub fn of(o: Option<&StatusFacts>, now: Timestamp) -> Freshness {
     let state = state(o);
-    let last_report = o
-        .and_then(|o| o.status.as_ref())
-        .and_then(|s| s.probe.as_ref())
-        .and_then(|p| p.last_report_time.as_ref())
-        .map(rfc3339);
-    match o.and_then(|o| condition(o, condition_type::PROBE_REPORTING)) {
+    let last_report = o.and_then(|o| o.last_report.as_ref()).map(rfc3339);
+    match o.and_then(|o| o.probe_reporting.as_ref()) {
         None => Freshness { state, reason: None, since: None, held_for: None, last_report },
         Some(c) => Freshness {
             state,
             reason: Some(c.reason.clone()).filter(|r| !r.is_empty()),
-            since: Some(rfc3339(&c.last_transition_time)),
-            held_for: Some(age(now, c.last_transition_time.0)),
+            since: Some(rfc3339(&c.since)),
+            held_for: Some(age(now, c.since.0)),
             last_report,
         },
     }
@@ -99,6 +89,7 @@ mod tests {
 
     #[test]
     fn reporting_stale_missing_and_unknown_come_from_the_condition() {
+        let of = |o: Option<&gpuscope_crds::GpuNodeStatus>, now| of(o.map(StatusFacts::of).as_ref(), now);
         assert_eq!(of(Some(&healthy("n1", 1)), now()).state, ProbeState::Reporting);
         let s = of(Some(&stale(healthy("n1", 1), "2026-11-25T09:00:00Z")), now());
         assert_eq!(s.state, ProbeState::Stale);

@@ -154,8 +154,10 @@ spec:
         assert_eq!(cache.sizes(), (2, 1, 1), "the CPU-only pod is dropped");
         let snap = cache.snapshot(jiff::Timestamp::now());
         let gpu1 = snap.status("gpu-1").expect("gpu-1");
-        assert!(gpu1.metadata.managed_fields.is_none(), "stripped like watched objects");
-        assert_eq!(gpu1.status.as_ref().and_then(|s| s.gpu_count), Some(8));
+        let whole = gpu1.unpack().expect("unpack");
+        assert!(whole.metadata.managed_fields.is_none(), "stripped like watched objects");
+        assert_eq!(gpu1.facts.gpu_count, Some(8));
+        assert_eq!(whole.status.as_ref().and_then(|s| s.gpu_count), Some(8));
     }
 
     #[test]

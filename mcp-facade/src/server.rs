@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use kube::ResourceExt;
 use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::{ToolCallContext, schema_for_output};
@@ -312,8 +311,8 @@ impl Facade {
             }
             let snap = cache.snapshot(Timestamp::now());
             for o in snap.statuses() {
-                let name = o.name_any();
-                let health = o.status.as_ref().and_then(|s| s.health).unwrap_or_default();
+                let name = o.name.clone();
+                let health = o.facts.health.unwrap_or_default();
                 out.push(
                     Resource::new(resources::node_uri(cache.name(), i == 0, &name), name.clone())
                         .with_title(format!("GpuNodeStatus {name} ({})", cache.name()))
@@ -338,7 +337,7 @@ impl Facade {
         }
         let snap = cache.snapshot(Timestamp::now());
         let Some(o) = snap.status(node) else {
-            let names: Vec<String> = snap.statuses().iter().map(|o| o.name_any()).collect();
+            let names: Vec<String> = snap.statuses().iter().map(|o| o.name.clone()).collect();
             let close = close_matches(node, names.iter().map(String::as_str), MAX_SUGGESTIONS);
             let hint = if close.is_empty() { String::new() } else { format!(" Did you mean: {}?", close.join(", ")) };
             return Err(ErrorData::resource_not_found(
@@ -346,7 +345,10 @@ impl Facade {
                 Some(serde_json::json!({ "uri": uri })),
             ));
         };
-        let text = serde_json::to_string_pretty(o.as_ref())
+        let text = o
+            .unpack()
+            .map_err(|e| e.to_string())
+            .and_then(|whole| serde_json::to_string_pretty(&whole).map_err(|e| e.to_string()))
             .map_err(|e| ErrorData::internal_error(format!("cannot serialize {node}: {e}"), None))?;
         Ok(ReadResourceResult::new(vec![ResourceContents::text(text, uri).with_mime_type("application/json")]))
     }

@@ -6,20 +6,20 @@ use std::sync::Arc;
 
 use gpuscope_crds::GpuNodeStatus;
 use jiff::Timestamp;
-use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::cache::PodsByNode;
-use crate::cached::{CachedNode, CachedPod};
+use crate::cached::{CachedNode, CachedPod, CachedStatus};
 use crate::error::{ToolError, check_name_len};
 use crate::matching::{MAX_SUGGESTIONS, close_matches};
+use crate::status_facts::StatusFacts;
 
 /// One cluster's cached objects, read at `now`.
 #[derive(Clone)]
 pub struct Snapshot {
     cluster: String,
     now: Timestamp,
-    statuses: Store<GpuNodeStatus>,
+    statuses: Store<CachedStatus>,
     nodes: Store<CachedNode>,
     pods: Store<CachedPod>,
     pods_by_node: Option<PodsByNode>,
@@ -31,9 +31,25 @@ pub struct NodeRef {
     /// The node's name.
     pub name: String,
     /// What the probe and operator wrote, if anything.
-    pub status: Option<Arc<GpuNodeStatus>>,
+    pub status: Option<Arc<CachedStatus>>,
     /// The Kubernetes Node, if it exists.
     pub node: Option<Arc<CachedNode>>,
+}
+
+impl NodeRef {
+    /// The fleet-wide facts of its GpuNodeStatus.
+    pub fn facts(&self) -> Option<&StatusFacts> {
+        self.status.as_deref().map(|s| &s.facts)
+    }
+
+    /// Its whole GpuNodeStatus (unpacked: for answers about this node, not for every node of a fleet).
+    pub fn unpack(&self) -> Result<Option<GpuNodeStatus>, ToolError> {
+        self.status
+            .as_deref()
+            .map(CachedStatus::unpack)
+            .transpose()
+            .map_err(|e| ToolError::Internal(format!("the cached GpuNodeStatus of {} is unreadable: {e}", self.name)))
+    }
 }
 
 impl Snapshot {
@@ -41,7 +57,7 @@ impl Snapshot {
     pub fn new(
         cluster: &str,
         now: Timestamp,
-        statuses: Store<GpuNodeStatus>,
+        statuses: Store<CachedStatus>,
         nodes: Store<CachedNode>,
         pods: Store<CachedPod>,
     ) -> Snapshot {
@@ -64,14 +80,14 @@ impl Snapshot {
     }
 
     /// The GpuNodeStatus named `name`.
-    pub fn status(&self, name: &str) -> Option<Arc<GpuNodeStatus>> {
+    pub fn status(&self, name: &str) -> Option<Arc<CachedStatus>> {
         self.statuses.get(&ObjectRef::new(name))
     }
 
     /// Every GpuNodeStatus, by name.
-    pub fn statuses(&self) -> Vec<Arc<GpuNodeStatus>> {
+    pub fn statuses(&self) -> Vec<Arc<CachedStatus>> {
         let mut all = self.statuses.state();
-        all.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
 
@@ -113,7 +129,7 @@ impl Snapshot {
 
     /// Names of the GPU nodes: those with a GpuNodeStatus and Nodes that advertise GPU resources, sorted.
     pub fn gpu_node_names(&self) -> Vec<String> {
-        let mut names: BTreeSet<String> = self.statuses.state().iter().map(|s| s.name_any()).collect();
+        let mut names: BTreeSet<String> = self.statuses.state().iter().map(|s| s.name.clone()).collect();
         names.extend(self.nodes.state_filter(|n| n.has_gpus()).iter().map(|n| n.name.clone()));
         names.into_iter().collect()
     }
@@ -124,10 +140,7 @@ impl Snapshot {
             .statuses
             .state()
             .into_iter()
-            .map(|o| {
-                let name = o.name_any();
-                (name.clone(), NodeRef { name, status: Some(o), node: None })
-            })
+            .map(|o| (o.name.clone(), NodeRef { name: o.name.clone(), status: Some(o), node: None }))
             .collect();
         for n in self.nodes.state() {
             let name = n.name.clone();
@@ -206,7 +219,7 @@ mod tests {
                 pod("web", "nginx", Some("a-node"), "cpu", 1, "Running"),
             ],
         );
-        let names: Vec<String> = s.statuses().iter().filter_map(|o| o.metadata.name.clone()).collect();
+        let names: Vec<String> = s.statuses().iter().map(|o| o.name.clone()).collect();
         assert_eq!(names, ["a-node", "b-node"]);
         assert_eq!(s.gpu_node_names(), ["a-node", "b-node", "c-node"]);
         let refs: Vec<(String, bool, bool)> =

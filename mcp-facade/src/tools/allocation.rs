@@ -163,7 +163,7 @@ pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, Tool
     let pods: Vec<_> =
         active.iter().filter(|p| args.namespace.as_deref().is_none_or(|ns| p.namespace == ns)).cloned().collect();
 
-    let health_of = |node: &str| snap.status(node).map(|o| node_health(&o)).unwrap_or(Health::Unknown);
+    let health_of = |node: &str| node_health(snap.status(node).as_deref().map(|o| &o.facts));
     let mut totals = AllocationTotals::default();
     let mut namespaces: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     let mut nodes: BTreeMap<String, (u64, usize)> = BTreeMap::new();

@@ -3,10 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::cached::CachedNode;
-use gpuscope_crds::gpu_node_status::GpuNodeStatusStatus;
-use gpuscope_crds::{GpuNodeStatus, Health};
+use gpuscope_crds::Health;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::ResourceExt;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -14,6 +12,7 @@ use crate::args::GpuSelector;
 use crate::error::ToolError;
 use crate::matching::{MAX_SUGGESTIONS, close_prefix_matches};
 use crate::snapshot::{NodeRef, Snapshot};
+use crate::status_facts::{GpuFacts, StatusFacts};
 use crate::time::rfc3339;
 
 /// How many nodes or GPUs have each health verdict.
@@ -102,54 +101,40 @@ impl GpuRef {
 
 /// Every GPU a node's status names: the probe's inventory plus GPUs only the operator's verdicts remember
 /// (vanished ones), by index.
-pub fn gpus_of(status: &GpuNodeStatusStatus) -> Vec<GpuRef> {
-    let mut gpus: Vec<GpuRef> = status
-        .gpus
-        .iter()
-        .flatten()
-        .map(|g| GpuRef { index: Some(g.index), uuid: Some(g.uuid.clone()), pci_bus_id: g.pci_bus_id.clone() })
-        .collect();
-    for v in status.verdicts.iter().flatten() {
-        if !gpus.iter().any(|g| g.uuid.as_deref() == Some(v.uuid.as_str())) {
-            gpus.push(GpuRef { index: v.index, uuid: Some(v.uuid.clone()), pci_bus_id: None });
-        }
-    }
+pub fn gpus_of(facts: &StatusFacts) -> Vec<GpuRef> {
+    let mut gpus: Vec<GpuRef> = facts.gpus.iter().map(gpu_ref).collect();
     gpus.sort();
     gpus
 }
 
+/// The reference of one GPU.
+pub fn gpu_ref(g: &GpuFacts) -> GpuRef {
+    GpuRef { index: g.index, uuid: Some(g.uuid.to_string()), pci_bus_id: g.pci_bus_id.as_deref().map(str::to_string) }
+}
+
 /// Every GPU of a node with the operator's verdict; a GPU the operator has not judged yet counts as Unknown.
-pub fn gpu_healths(status: &GpuNodeStatusStatus) -> Vec<(GpuRef, Health)> {
-    let verdicts = status.verdicts.as_deref().unwrap_or(&[]);
-    gpus_of(status)
-        .into_iter()
-        .map(|g| {
-            let h = verdicts.iter().find(|v| g.uuid.as_deref() == Some(v.uuid.as_str())).map(|v| v.health);
-            (g, h.unwrap_or(Health::Unknown))
-        })
-        .collect()
+pub fn gpu_healths(facts: &StatusFacts) -> Vec<(GpuRef, Health)> {
+    let mut gpus: Vec<(GpuRef, Health)> =
+        facts.gpus.iter().map(|g| (gpu_ref(g), g.health.unwrap_or(Health::Unknown))).collect();
+    gpus.sort_by(|a, b| a.0.cmp(&b.0));
+    gpus
 }
 
 /// Count a node's GPUs by verdict like [`gpu_healths`], without allocating (fleet-wide answers do this per node).
-pub fn count_gpu_healths(status: &GpuNodeStatusStatus, counts: &mut HealthCounts) {
-    let verdicts = status.verdicts.as_deref().unwrap_or(&[]);
-    let inventory = status.gpus.as_deref().unwrap_or(&[]);
-    for g in inventory {
-        counts.add(verdicts.iter().find(|v| v.uuid == g.uuid).map(|v| v.health).unwrap_or(Health::Unknown));
-    }
-    for v in verdicts.iter().filter(|v| !inventory.iter().any(|g| g.uuid == v.uuid)) {
-        counts.add(v.health);
+pub fn count_gpu_healths(facts: &StatusFacts, counts: &mut HealthCounts) {
+    for g in facts.gpus.iter() {
+        counts.add(g.health.unwrap_or(Health::Unknown));
     }
 }
 
 /// Resolve a GPU reference from an XID record (PCI bus id, maybe UUID) against the node's inventory.
-pub fn gpu_at(status: &GpuNodeStatusStatus, pci_bus_id: &str, uuid: Option<&str>) -> GpuRef {
-    let found = status.gpus.iter().flatten().find(|g| {
-        g.pci_bus_id.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(pci_bus_id)) || Some(g.uuid.as_str()) == uuid
+pub fn gpu_at(facts: &StatusFacts, pci_bus_id: &str, uuid: Option<&str>) -> GpuRef {
+    let found = facts.inventory().find(|g| {
+        g.pci_bus_id.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(pci_bus_id)) || Some(&*g.uuid) == uuid
     });
     GpuRef {
-        index: found.map(|g| g.index),
-        uuid: found.map(|g| g.uuid.clone()).or_else(|| uuid.map(str::to_string)),
+        index: found.and_then(|g| g.index),
+        uuid: found.map(|g| g.uuid.to_string()).or_else(|| uuid.map(str::to_string)),
         pci_bus_id: Some(pci_bus_id.to_string()),
     }
 }
@@ -163,7 +148,7 @@ pub fn select_gpus(
 ) -> Result<Vec<(String, GpuRef)>, ToolError> {
     match node {
         Some(n) => {
-            let gpus = n.status.as_ref().and_then(|o| o.status.as_ref()).map(gpus_of).unwrap_or_default();
+            let gpus = n.facts().map(gpus_of).unwrap_or_default();
             let chosen: Vec<(String, GpuRef)> = gpus
                 .iter()
                 .filter(|g| selector.matches(g.index, g.uuid.as_deref()))
@@ -198,11 +183,8 @@ pub fn select_gpus(
                 .statuses()
                 .iter()
                 .flat_map(|o| {
-                    let name = o.name_any();
-                    o.status
-                        .as_ref()
-                        .map(gpus_of)
-                        .unwrap_or_default()
+                    let name = o.name.clone();
+                    gpus_of(&o.facts)
                         .into_iter()
                         .filter(|g| selector.matches(g.index, g.uuid.as_deref()))
                         .map(move |g| (name.clone(), g))
@@ -217,8 +199,8 @@ pub fn select_gpus(
                 let fleet: Vec<(String, GpuRef)> = statuses
                     .iter()
                     .flat_map(|o| {
-                        let name = o.name_any();
-                        o.status.as_ref().map(gpus_of).unwrap_or_default().into_iter().map(move |g| (name.clone(), g))
+                        let name = o.name.clone();
+                        gpus_of(&o.facts).into_iter().map(move |g| (name.clone(), g))
                     })
                     .collect();
                 return Err(ToolError::UnknownGpu {
@@ -277,9 +259,9 @@ impl From<&Condition> for ConditionView {
     }
 }
 
-/// A node's health as the operator published it; Unknown when it has not.
-pub fn node_health(o: &GpuNodeStatus) -> Health {
-    o.status.as_ref().and_then(|s| s.health).unwrap_or(Health::Unknown)
+/// A node's health as the operator published it; Unknown when it has not (or there is no GpuNodeStatus).
+pub fn node_health(o: Option<&StatusFacts>) -> Health {
+    o.map(StatusFacts::health).unwrap_or(Health::Unknown)
 }
 
 /// GPUs of one product.
@@ -294,27 +276,22 @@ pub struct ModelCount {
 }
 
 /// GPUs per product over a set of nodes, most common first.
-pub fn by_model<'a>(statuses: impl IntoIterator<Item = &'a GpuNodeStatus>) -> Vec<ModelCount> {
-    // Keys borrow from the objects and each node counts once per model: no allocation per GPU.
+pub fn by_model<'a>(statuses: impl IntoIterator<Item = &'a StatusFacts>) -> Vec<ModelCount> {
+    // Keys borrow from the facts and each node counts once per model: no allocation per GPU.
     let mut models: BTreeMap<&'a str, (u64, usize)> = BTreeMap::new();
-    for o in statuses {
-        let Some(s) = o.status.as_ref() else { continue };
+    for s in statuses {
         let mut on_node: Vec<(&'a str, u64)> = Vec::new();
-        match s.gpus.as_deref() {
-            Some(gpus) if !gpus.is_empty() => {
-                for g in gpus {
-                    let model = g.product_name.as_deref().unwrap_or("unknown");
-                    match on_node.iter_mut().find(|(m, _)| *m == model) {
-                        Some((_, n)) => *n += 1,
-                        None => on_node.push((model, 1)),
-                    }
-                }
+        for g in s.inventory() {
+            let model = g.product_name.as_deref().unwrap_or("unknown");
+            match on_node.iter_mut().find(|(m, _)| *m == model) {
+                Some((_, n)) => *n += 1,
+                None => on_node.push((model, 1)),
             }
-            _ => {
-                if let (Some(model), Some(count)) = (s.gpu_model.as_deref(), s.gpu_count.filter(|c| *c > 0)) {
-                    on_node.push((model, u64::from(count)));
-                }
-            }
+        }
+        if on_node.is_empty()
+            && let (Some(model), Some(count)) = (s.gpu_model.as_deref(), s.gpu_count.filter(|c| *c > 0))
+        {
+            on_node.push((model, u64::from(count)));
         }
         for (model, n) in on_node {
             let entry = models.entry(model).or_default();
@@ -341,9 +318,9 @@ pub struct DriverCount {
 }
 
 /// Nodes per driver version, most common first.
-pub fn by_driver<'a>(statuses: impl IntoIterator<Item = &'a GpuNodeStatus>) -> Vec<DriverCount> {
+pub fn by_driver<'a>(statuses: impl IntoIterator<Item = &'a StatusFacts>) -> Vec<DriverCount> {
     let mut drivers: BTreeMap<(String, Option<String>), usize> = BTreeMap::new();
-    for s in statuses.into_iter().filter_map(|o| o.status.as_ref()) {
+    for s in statuses {
         let Some(d) = s.driver_version.clone() else { continue };
         *drivers.entry((d, s.cuda_driver_version.clone())).or_default() += 1;
     }
@@ -498,8 +475,7 @@ mod tests {
         if let Some(v) = o.status.as_mut().and_then(|s| s.verdicts.as_mut()) {
             v.truncate(2);
         }
-        let healths: Vec<Health> =
-            o.status.as_ref().map(gpu_healths).unwrap_or_default().into_iter().map(|(_, h)| h).collect();
+        let healths: Vec<Health> = gpu_healths(&StatusFacts::of(&o)).into_iter().map(|(_, h)| h).collect();
         assert_eq!(healths, [Health::Healthy, Health::Healthy, Health::Unknown]);
     }
 
@@ -510,7 +486,7 @@ mod tests {
             s.gpus.iter_mut().flatten().for_each(|g| g.product_name = Some("NVIDIA A100".into()));
             s.driver_version = Some("550.54".into());
         }
-        let all = [healthy("n1", 8), healthy("n2", 8), a100];
+        let all = [healthy("n1", 8), healthy("n2", 8), a100].map(|o| StatusFacts::of(&o));
         let models = by_model(all.iter());
         assert_eq!(models[0], ModelCount { model: "NVIDIA H100 80GB HBM3".into(), gpus: 16, nodes: 2 });
         assert_eq!(models[1], ModelCount { model: "NVIDIA A100".into(), gpus: 4, nodes: 1 });

@@ -19,6 +19,7 @@ use crate::error::ToolError;
 use crate::freshness::{self, Freshness, ProbeState};
 use crate::gpu_resources::{ResourceCounts, whole_gpus};
 use crate::snapshot::Snapshot;
+use crate::status_facts::StatusFacts;
 use crate::time::rfc3339;
 use crate::tools::common::{ConditionView, GpuRef, NodeMetadata, gpu_at, node_health, node_metadata, plural, taints};
 use crate::tools::health::node_problems;
@@ -458,7 +459,7 @@ fn detail(gpu: GpuRef, v: Option<&GpuVerdict>, missing: bool, telemetry: GpuTele
 }
 
 /// The newest totals, and the catalog entry of each code among them.
-fn xid_totals(s: &GpuNodeStatusStatus) -> (Vec<XidTotalView>, Vec<XidMeaning>) {
+fn xid_totals(s: &GpuNodeStatusStatus, facts: &StatusFacts) -> (Vec<XidTotalView>, Vec<XidMeaning>) {
     let mut totals: Vec<_> = s.xids.iter().flat_map(|x| x.totals.iter()).collect();
     totals.sort_by(|a, b| b.last_seen.cmp(&a.last_seen));
     let views: Vec<XidTotalView> = totals
@@ -467,7 +468,7 @@ fn xid_totals(s: &GpuNodeStatusStatus) -> (Vec<XidTotalView>, Vec<XidMeaning>) {
         .map(|t| XidTotalView {
             code: t.code,
             severity: severity(t.code).as_str().to_string(),
-            gpu: gpu_at(s, &t.pci_bus_id, t.gpu_uuid.as_deref()),
+            gpu: gpu_at(facts, &t.pci_bus_id, t.gpu_uuid.as_deref()),
             count: t.count,
             last_seen: rfc3339(&t.last_seen),
         })
@@ -491,10 +492,11 @@ fn condition_view(c: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
 /// Answer `describe_gpu_node`.
 pub fn answer(snap: &Snapshot, args: &DescribeArgs) -> Result<NodeDescription, ToolError> {
     let n = snap.require_node(&args.node_name)?;
-    let o = n.status.as_deref();
-    let s = o.and_then(|o| o.status.as_ref());
-    let probe = freshness::of(o, snap.now());
-    let health = o.map(node_health).unwrap_or(Health::Unknown);
+    let whole = n.unpack()?;
+    let s = whole.as_ref().and_then(|o| o.status.as_ref());
+    let facts = n.facts();
+    let probe = freshness::of(facts, snap.now());
+    let health = node_health(facts);
 
     let active: Vec<_> = snap.pods_on(&n.name).into_iter().filter(|p| p.is_active()).collect();
     let mut allocated = ResourceCounts::new();
@@ -545,8 +547,8 @@ pub fn answer(snap: &Snapshot, args: &DescribeArgs) -> Result<NodeDescription, T
     };
 
     let (gpus, gpu_common) = s.map(|s| gpu_details(s, &n.name)).unwrap_or_default();
-    let (recent_xids, xid_codes) = s.map(xid_totals).unwrap_or_default();
-    let problems = node_problems(o, &n.name, probe.state, None);
+    let (recent_xids, xid_codes) = s.zip(facts).map(|(s, f)| xid_totals(s, f)).unwrap_or_default();
+    let problems = node_problems(facts, &n.name, probe.state, None);
 
     let model = s.and_then(|s| s.gpu_model.clone()).unwrap_or_else(|| "GPU".to_string());
     let mut verdict = match s {

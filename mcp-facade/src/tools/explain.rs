@@ -9,7 +9,6 @@ use gpuscope_crds::Health;
 use gpuscope_crds::log_analysis::{XidExplanation, explain_xid};
 use gpuscope_crds::policy::EffectivePolicy;
 use jiff::Timestamp;
-use kube::ResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +16,7 @@ use crate::answer::Answer;
 use crate::args::{self, FLEET_DEFAULT_LIMIT, MAX_LIMIT};
 use crate::error::ToolError;
 use crate::snapshot::Snapshot;
-use crate::tools::common::{GpuRef, Truncated, gpu_at, node_health, plural, take};
+use crate::tools::common::{GpuRef, Truncated, gpu_at, plural, take};
 
 /// Arguments of `explain_xid`.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
@@ -199,7 +198,7 @@ fn nodes_with(snap: &Snapshot, code: u32, limit: usize) -> NodesWithCode {
     let mut total_gpus = 0;
     let mut occurrences = 0u64;
     for o in snap.statuses() {
-        let Some(status) = o.status.as_ref() else { continue };
+        let status = &o.facts;
         let Some(xids) = status.xids.as_ref() else { continue };
         let mut gpus: BTreeMap<GpuRef, ()> = BTreeMap::new();
         let mut count = 0u64;
@@ -213,8 +212,8 @@ fn nodes_with(snap: &Snapshot, code: u32, limit: usize) -> NodesWithCode {
         total_gpus += gpus.len();
         occurrences = occurrences.saturating_add(count);
         rows.push(NodeWithCode {
-            node: o.name_any(),
-            health: node_health(&o),
+            node: o.name.clone(),
+            health: status.health(),
             occurrences: count,
             gpus: gpus.into_keys().collect(),
             last_seen: last.to_string(),

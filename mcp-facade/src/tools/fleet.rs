@@ -10,7 +10,7 @@ use crate::args;
 use crate::error::ToolError;
 use crate::freshness::{self, ProbeState};
 use crate::gpu_resources::whole_gpus;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{NodeRef, Snapshot};
 use crate::tools::common::{
     DriverCount, HealthCounts, ModelCount, Truncated, by_driver, by_model, count_gpu_healths, merge_cuts, node_health,
     plural, take,
@@ -165,12 +165,12 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
     let mut xids = FleetXids::default();
     let mut latest: std::collections::BTreeMap<u32, usize> = Default::default();
     for n in &gpu_nodes {
-        let (name, o) = (&n.name, n.status.as_deref());
+        let (name, o) = (&n.name, n.facts());
         let probe = freshness::state(o);
         probes.add(probe);
-        let health = o.map(node_health).unwrap_or(Health::Unknown);
+        let health = node_health(o);
         nodes.add(health);
-        let s = o.and_then(|o| o.status.as_ref());
+        let s = o;
         let mut node_gpus = HealthCounts::default();
         if let Some(s) = s {
             count_gpu_healths(s, &mut node_gpus);
@@ -269,9 +269,9 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
     let (top_offenders, t1) = take(offenders.into_iter().map(|(o, _)| o).collect(), limit, hint);
     let (stale_probes, t2) = take(stale, limit, hint);
     let truncated = merge_cuts([("top_offenders", t1), ("stale_probes", t2)]);
-    let mut by_model = by_model(gpu_nodes.iter().filter_map(|n| n.status.as_deref()));
+    let mut by_model = by_model(gpu_nodes.iter().filter_map(NodeRef::facts));
     by_model.truncate(10);
-    let mut by_driver = by_driver(gpu_nodes.iter().filter_map(|n| n.status.as_deref()));
+    let mut by_driver = by_driver(gpu_nodes.iter().filter_map(NodeRef::facts));
     by_driver.truncate(5);
 
     let verdict = if nodes.total == 0 {

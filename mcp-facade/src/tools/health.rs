@@ -1,7 +1,7 @@
 //! `get_gpu_health`: the operator's verdicts and conditions, worst first, each with its reasons and the action.
 
+use gpuscope_crds::Health;
 use gpuscope_crds::health::reason;
-use gpuscope_crds::{GpuNodeStatus, Health};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -11,8 +11,9 @@ use crate::args::{self, DEFAULT_LIMIT, FLEET_DEFAULT_LIMIT, GpuArg, GpuSelector,
 use crate::error::ToolError;
 use crate::freshness::{self, Freshness, ProbeState};
 use crate::snapshot::{NodeRef, Snapshot};
+use crate::status_facts::StatusFacts;
 use crate::tools::common::{
-    ConditionView, GpuRef, HealthCounts, Truncated, gpu_healths, node_health, plural, select_gpus, take,
+    ConditionView, GpuRef, HealthCounts, Truncated, gpu_healths, gpu_ref, node_health, plural, select_gpus, take,
 };
 
 /// Arguments of `get_gpu_health`.
@@ -186,28 +187,21 @@ fn rank(h: Health) -> u8 {
 
 /// Problems of one node: its non-healthy GPU verdicts (optionally only `only`), or a node-level entry when the
 /// probe is not reporting or the node has no verdicts.
-pub fn node_problems(
-    o: Option<&GpuNodeStatus>,
-    name: &str,
-    probe: ProbeState,
-    only: Option<&[GpuRef]>,
-) -> Vec<Problem> {
-    let status = o.and_then(|o| o.status.as_ref());
-    let mut out: Vec<Problem> = status
-        .and_then(|s| s.verdicts.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|v| v.health != Health::Healthy)
+pub fn node_problems(o: Option<&StatusFacts>, name: &str, probe: ProbeState, only: Option<&[GpuRef]>) -> Vec<Problem> {
+    let mut out: Vec<Problem> = o
+        .map(|o| &*o.problems)
+        .unwrap_or(&[])
+        .iter()
         // A silent probe explains Unknown verdicts: one node-level entry says it instead of one per GPU.
         .filter(|v| probe.is_fresh() || v.health != Health::Unknown)
         .filter(|v| only.is_none_or(|wanted| wanted.iter().any(|w| w.uuid.as_deref() == Some(v.uuid.as_str()))))
         .map(|v| {
             // Identity from the inventory (index, PCI address), else from the verdict (a vanished GPU).
-            let gpu = status
-                .and_then(|s| s.gpus.as_ref())
-                .and_then(|gs| gs.iter().find(|g| g.uuid == v.uuid))
-                .map(|g| GpuRef { index: Some(g.index), uuid: Some(g.uuid.clone()), pci_bus_id: g.pci_bus_id.clone() })
-                .unwrap_or(GpuRef { index: v.index, uuid: Some(v.uuid.clone()), pci_bus_id: None });
+            let gpu = o.and_then(|o| o.inventory().find(|g| *g.uuid == *v.uuid)).map(gpu_ref).unwrap_or(GpuRef {
+                index: v.index,
+                uuid: Some(v.uuid.clone()),
+                pci_bus_id: None,
+            });
             let action = v.message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| match v.reasons.first() {
                 Some(r) => actions::for_reason(r, name),
                 None => format!("Inspect {name} with describe_gpu_node."),
@@ -226,8 +220,8 @@ pub fn node_problems(
     let node_level = match (probe, o) {
         (ProbeState::Stale, _) => Some((Health::Unknown, reason::PROBE_STALE)),
         (ProbeState::Missing, _) => Some((Health::Unknown, reason::PROBE_MISSING)),
-        (_, Some(o)) if out.is_empty() && only.is_none() && node_health(o) != Health::Healthy => {
-            Some((node_health(o), reason::NO_DATA))
+        (_, Some(o)) if out.is_empty() && only.is_none() && o.health() != Health::Healthy => {
+            Some((o.health(), reason::NO_DATA))
         }
         _ => None,
     };
@@ -249,8 +243,8 @@ pub fn node_problems(
 }
 
 /// The reason of the GPUHealthy condition when it is not True (why the node as a whole is not healthy).
-fn summary_reason(o: Option<&GpuNodeStatus>) -> Option<String> {
-    let c = freshness::condition(o?, gpuscope_crds::health::condition_type::GPU_HEALTHY)?;
+fn summary_reason(o: Option<&StatusFacts>) -> Option<String> {
+    let c = o?.gpu_healthy.as_ref()?;
     (c.status != "True" && !c.reason.is_empty()).then(|| c.reason.clone())
 }
 
@@ -279,13 +273,13 @@ pub fn answer(snap: &Snapshot, args: &HealthArgs) -> Result<HealthReport, ToolEr
     let (mut nodes, mut gpus, mut probes) = (HealthCounts::default(), HealthCounts::default(), ProbeCounts::default());
     let mut problems = Vec::new();
     for n in &scope {
-        let o = n.status.as_deref();
+        let o = n.facts();
         let probe = freshness::state(o);
         probes.add(probe);
-        nodes.add(o.map(node_health).unwrap_or(Health::Unknown));
+        nodes.add(node_health(o));
         let only: Option<Vec<GpuRef>> =
             selected.as_ref().map(|c| c.iter().filter(|(name, _)| *name == n.name).map(|(_, g)| g.clone()).collect());
-        for (g, h) in o.and_then(|o| o.status.as_ref()).map(gpu_healths).unwrap_or_default() {
+        for (g, h) in o.map(gpu_healths).unwrap_or_default() {
             if only.as_ref().is_none_or(|w| w.iter().any(|x| x.uuid.is_some() && x.uuid == g.uuid)) {
                 gpus.add(h);
             }
@@ -305,13 +299,12 @@ pub fn answer(snap: &Snapshot, args: &HealthArgs) -> Result<HealthReport, ToolEr
 
     let (conditions, probe) = match &node {
         Some(n) => (
-            n.status
-                .as_ref()
-                .and_then(|o| o.status.as_ref())
-                .and_then(|s| s.conditions.as_ref())
+            n.unpack()?
+                .and_then(|o| o.status)
+                .and_then(|s| s.conditions)
                 .map(|cs| cs.iter().map(ConditionView::from).collect())
                 .unwrap_or_default(),
-            Some(freshness::of(n.status.as_deref(), snap.now())),
+            Some(freshness::of(n.facts(), snap.now())),
         ),
         None => (Vec::new(), None),
     };

@@ -1,11 +1,9 @@
 //! `get_gpu_inventory`: which GPUs the fleet (or one node) has: model, UUID, memory, driver/CUDA, MIG,
 //! utilization, temperature, power; totals by model and driver.
 
-use std::sync::Arc;
-
+use gpuscope_crds::Health;
 use gpuscope_crds::gpu_node_status::GpuInfo;
 use gpuscope_crds::health::reason;
-use gpuscope_crds::{GpuNodeStatus, Health};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +13,7 @@ use crate::args::{self, DEFAULT_LIMIT, FLEET_DEFAULT_LIMIT, GpuArg, GpuSelector,
 use crate::error::ToolError;
 use crate::freshness::{self, ProbeState};
 use crate::snapshot::{NodeRef, Snapshot};
+use crate::status_facts::{GpuFacts, StatusFacts};
 use crate::tools::common::{
     DriverCount, GpuRef, ModelCount, NodeMetadata, Truncated, by_driver, by_model, node_health, node_metadata, plural,
     select_gpus,
@@ -183,13 +182,11 @@ impl Answer for Inventory {
     }
 }
 
-fn gpu_view(g: &GpuInfo, o: &GpuNodeStatus) -> GpuInventory {
-    let verdict =
-        o.status.as_ref().and_then(|s| s.verdicts.as_ref()).and_then(|vs| vs.iter().find(|v| v.uuid == g.uuid));
+fn gpu_view(g: &GpuInfo, health: Option<Health>) -> GpuInventory {
     GpuInventory {
         index: g.index,
         uuid: g.uuid.clone(),
-        health: verdict.map(|v| v.health),
+        health,
         product_name: g.product_name.clone(),
         pci_bus_id: g.pci_bus_id.clone(),
         serial: g.serial.clone(),
@@ -208,46 +205,54 @@ fn gpu_view(g: &GpuInfo, o: &GpuNodeStatus) -> GpuInventory {
     }
 }
 
-fn node_row(node: &NodeRef, detail: Option<&[GpuRef]>, k8s: bool) -> NodeInventory {
-    let o = node.status.as_deref();
-    let s = o.and_then(|o| o.status.as_ref());
-    let gpus: &[GpuInfo] = s.and_then(|s| s.gpus.as_deref()).unwrap_or(&[]);
-    let utilizations: Vec<u32> = gpus.iter().filter_map(|g| g.utilization.as_ref().map(|u| u.gpu_percent)).collect();
+/// One node's row; with `detail`, the listed GPUs in full (read from the unpacked object, so only for the few
+/// nodes an answer details).
+fn node_row(node: &NodeRef, detail: Option<&[GpuRef]>, k8s: bool) -> Result<NodeInventory, ToolError> {
+    let o = node.facts();
+    let utilizations: Vec<u32> =
+        o.into_iter().flat_map(StatusFacts::inventory).filter_map(|g| g.gpu_utilization_percent).collect();
     let mean = (!utilizations.is_empty())
         .then(|| utilizations.iter().sum::<u32>() / u32::try_from(utilizations.len()).unwrap_or(1));
-    NodeInventory {
-        name: node.name.clone(),
-        health: o.map(node_health).unwrap_or(Health::Unknown),
-        probe: freshness::state(o),
-        gpu_count: s.and_then(|s| s.gpu_count),
-        gpu_model: s.and_then(|s| s.gpu_model.clone()),
-        driver_version: s.and_then(|s| s.driver_version.clone()),
-        cuda_driver_version: s.and_then(|s| s.cuda_driver_version.clone()),
-        mean_gpu_utilization_percent: mean,
-        max_temperature_celsius: gpus.iter().filter_map(|g| g.temperature_celsius).max(),
-        gpus: match (detail, o) {
-            (Some(wanted), Some(o)) => gpus
-                .iter()
+    let gpus = match (detail, o) {
+        (Some(wanted), Some(facts)) => {
+            let full = node.unpack()?.and_then(|o| o.status).and_then(|s| s.gpus).unwrap_or_default();
+            full.iter()
                 .filter(|g| wanted.iter().any(|w| w.uuid.as_deref() == Some(g.uuid.as_str())))
-                .map(|g| gpu_view(g, o))
-                .collect(),
-            _ => Vec::new(),
-        },
+                .map(|g| gpu_view(g, facts.gpus.iter().find(|f| *f.uuid == *g.uuid).and_then(|f| f.health)))
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    Ok(NodeInventory {
+        name: node.name.clone(),
+        health: node_health(o),
+        probe: freshness::state(o),
+        gpu_count: o.and_then(|s| s.gpu_count),
+        gpu_model: o.and_then(|s| s.gpu_model.clone()),
+        driver_version: o.and_then(|s| s.driver_version.clone()),
+        cuda_driver_version: o.and_then(|s| s.cuda_driver_version.clone()),
+        mean_gpu_utilization_percent: mean,
+        max_temperature_celsius: o
+            .into_iter()
+            .flat_map(StatusFacts::inventory)
+            .filter_map(|g| g.temperature_celsius)
+            .max(),
+        gpus,
         kubernetes: if k8s { node.node.as_deref().map(node_metadata) } else { None },
-    }
+    })
 }
 
 fn totals(nodes: &[NodeRef]) -> InventoryTotals {
     let mut t = InventoryTotals { nodes: nodes.len(), ..Default::default() };
     let mut memory_mib = 0;
     for n in nodes {
-        let gpus = n.status.as_ref().and_then(|o| o.status.as_ref()).and_then(|s| s.gpus.as_deref()).unwrap_or(&[]);
+        let gpus: Vec<&GpuFacts> = n.facts().into_iter().flat_map(StatusFacts::inventory).collect();
         if gpus.is_empty() {
             t.nodes_without_gpu_data += 1;
         }
         t.gpus += gpus.len() as u64;
-        memory_mib += gpus.iter().filter_map(|g| g.memory.as_ref()).map(|m| m.total_mib).sum::<u64>();
-        t.mig_enabled_gpus += gpus.iter().filter(|g| g.mig.as_ref().is_some_and(|m| m.enabled)).count();
+        memory_mib += gpus.iter().filter_map(|g| g.memory_total_mib).sum::<u64>();
+        t.mig_enabled_gpus += gpus.iter().filter(|g| g.mig_enabled).count();
     }
     t.memory_gib = memory_mib / 1024;
     t
@@ -277,10 +282,9 @@ pub fn answer(snap: &Snapshot, args: &InventoryArgs) -> Result<Inventory, ToolEr
         }
         (None, None) => snap.gpu_nodes(),
     };
-    let statuses: Vec<Arc<GpuNodeStatus>> = scope.iter().filter_map(|n| n.status.clone()).collect();
     let totals = totals(&scope);
-    let by_model = by_model(statuses.iter().map(|o| o.as_ref()));
-    let mut by_driver = by_driver(statuses.iter().map(|o| o.as_ref()));
+    let by_model = by_model(scope.iter().filter_map(NodeRef::facts));
+    let mut by_driver = by_driver(scope.iter().filter_map(NodeRef::facts));
     by_driver.truncate(10);
 
     let detailed = node.is_some() || selected.is_some();
@@ -291,16 +295,11 @@ pub fn answer(snap: &Snapshot, args: &InventoryArgs) -> Result<Inventory, ToolEr
         .map(|n| {
             let detail: Option<Vec<GpuRef>> = detailed.then(|| match &selected {
                 Some(chosen) => chosen.iter().filter(|(name, _)| *name == n.name).map(|(_, g)| g.clone()).collect(),
-                None => n
-                    .status
-                    .as_ref()
-                    .and_then(|o| o.status.as_ref())
-                    .map(crate::tools::common::gpus_of)
-                    .unwrap_or_default(),
+                None => n.facts().map(crate::tools::common::gpus_of).unwrap_or_default(),
             });
             node_row(n, detail.as_deref(), k8s)
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let nodes = rows;
     let truncated = (scope.len() > limit).then(|| Truncated {
         shown: limit,
@@ -327,7 +326,7 @@ pub fn answer(snap: &Snapshot, args: &InventoryArgs) -> Result<Inventory, ToolEr
 }
 
 fn single_node_verdict(n: &NodeRef, row: &NodeInventory) -> (String, String) {
-    if n.status.as_ref().and_then(|o| o.status.as_ref()).is_none() {
+    if !n.facts().is_some_and(|f| f.has_status) {
         return (
             format!("Node {} advertises GPUs but no probe has reported its inventory.", n.name),
             actions::for_reason(reason::PROBE_MISSING, &n.name),

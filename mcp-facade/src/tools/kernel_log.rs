@@ -257,10 +257,11 @@ pub fn answer(snap: Option<&Snapshot>, args: &KernelLogArgs) -> Result<KernelLog
     };
     let snap = snap.ok_or(ToolError::NoCluster)?;
     let node = snap.require_node(node_name)?;
-    let status = node.status.as_deref().and_then(|o| o.status.as_ref());
+    let whole = node.unpack()?;
+    let status = whole.as_ref().and_then(|o| o.status.as_ref());
     let options = AnalyzeOptions { known_gpus: status.map(known_gpus).unwrap_or_default(), ..Default::default() };
     let report = run(&args.text, options)?;
-    let join = join(&node, &report);
+    let join = join(&node, whole.as_ref(), &report);
     let verdict = verdict_line(&report);
     let action = action_line(&report, Some(&join.name));
     Ok(KernelLogAnalysis { verdict, action, cluster: Some(snap.cluster().to_string()), node: Some(join), report })
@@ -370,8 +371,7 @@ fn same_gpu(pci: Option<PciBusId>, text: &str) -> bool {
     pci.is_some_and(|p| PciBusId::parse(text).ok() == Some(p))
 }
 
-fn join(node: &NodeRef, report: &LogReport) -> NodeJoin {
-    let object: Option<&GpuNodeStatus> = node.status.as_deref();
+fn join(node: &NodeRef, object: Option<&GpuNodeStatus>, report: &LogReport) -> NodeJoin {
     let status = object.and_then(|o| o.status.as_ref());
     let known = status.map(known_gpus).unwrap_or_default();
     let verdicts = status.and_then(|s| s.verdicts.as_deref()).unwrap_or(&[]);
@@ -428,7 +428,7 @@ fn join(node: &NodeRef, report: &LogReport) -> NodeJoin {
     NodeJoin {
         name: node.name.clone(),
         has_status: status.is_some(),
-        health: object.map(node_health).unwrap_or(Health::Unknown),
+        health: node_health(node.facts()),
         xids_already_known,
         xids_not_known,
         gpus,

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gpuscope_crds::xid::Severity;
 use jiff::Timestamp;
-use kube::ResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -327,9 +326,9 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
     let mut rows = Vec::new();
     let mut events = Vec::new();
     for o in &statuses {
-        let Some(s) = o.status.as_ref() else { continue };
+        let s = &o.facts;
         let Some(xids) = s.xids.as_ref() else { continue };
-        let name = o.name_any();
+        let name = o.name.clone();
         for t in &xids.totals {
             let gpu = gpu_at(s, &t.pci_bus_id, t.gpu_uuid.as_deref());
             if !filters.keep(&name, &gpu, t.code, t.last_seen.0) {
