@@ -1,5 +1,5 @@
-//! What the cache keeps of each object. GpuNodeStatus objects are kept whole but for managedFields and
-//! annotations. Nodes and Pods are kept as the facts the tools read, in types of their own. A kubelet's Node is
+//! What the cache keeps of each object. A GpuNodeStatus is kept as the facts fleet-wide answers read plus the
+//! whole object (but managedFields and annotations) packed, for answers about one node. Nodes and Pods are kept as the facts the tools read, in types of their own. A kubelet's Node is
 //! ~17 KB in memory (images, addresses, managedFields) and even stripped to its GPU facts a `k8s_openapi` Node or
 //! Pod still costs ~5 KB, most of it the inline space of fields no tool reads (a `Container` alone is 2 KB). At
 //! 5,000 nodes that was half of the facade's memory; these are a few hundred bytes each.
