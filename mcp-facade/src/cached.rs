@@ -14,12 +14,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::reflector::Lookup;
 
 use crate::gpu_resources::{ResourceCounts, gpu_counts, pod_gpu_requests};
-use crate::packed::{PackError, PackedJson};
+use crate::packed::{PackError, PackedJson, Packer};
 use crate::status_facts::StatusFacts;
 
 /// Label prefixes worth keeping on a Node: GPU feature discovery and placement.
 const NODE_LABEL_PREFIXES: [&str; 4] =
     ["nvidia.com/", "node.kubernetes.io/instance-type", "topology.kubernetes.io/", "node-role.kubernetes.io/"];
+
+/// Packs every cached GpuNodeStatus, of every cluster, against the first one with a few GPUs (~4 KB of JSON; a
+/// status without GPUs is ~1 KB): they share field names, models, drivers and reasons, whichever cluster they
+/// come from.
+static STATUS_PACKER: Packer = Packer::new(4_000);
 
 /// A GpuNodeStatus as the cache keeps it: the facts fleet-wide answers read, typed, and the whole object (but
 /// managedFields and annotations: a client-side apply copy can double the size) packed for answers about one node.
@@ -61,7 +66,7 @@ impl From<GpuNodeStatus> for CachedStatus {
         CachedStatus {
             name: o.metadata.name.clone().unwrap_or_default(),
             facts: StatusFacts::of(&o),
-            packed: PackedJson::pack(&o),
+            packed: STATUS_PACKER.pack(&o),
         }
     }
 }

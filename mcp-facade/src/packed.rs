@@ -1,10 +1,20 @@
-//! A value kept as LZ4-compressed JSON. A GpuNodeStatus costs ~9 KB in memory as typed values and ~2 KB packed;
-//! unpacking one takes ~30 µs (almost all of it JSON decoding), which an answer about one node can afford and an
-//! answer about 5,000 nodes cannot. So the cache keeps each object packed, next to the few facts fleet-wide
-//! answers read ([`crate::status_facts`]).
+//! A value kept as LZ4-compressed JSON. A GpuNodeStatus costs ~9 KB in memory as typed values and ~2 KB packed
+//! alone; unpacking one takes ~30 µs (almost all of it JSON decoding), which an answer about one node can afford
+//! and an answer about 5,000 nodes cannot. So the cache keeps each object packed, next to the few facts
+//! fleet-wide answers read ([`crate::status_facts`]).
+//!
+//! Objects of one kind repeat each other: field names, models, driver versions, condition reasons. LZ4 can
+//! compress against a dictionary of earlier text, so a [`Packer`] takes the first sizeable value it packs as its
+//! dictionary and packs every later one against it (~0.75 KB instead of ~2 KB per 8-GPU node). Each packed value
+//! holds its dictionary (shared, by reference), so it unpacks whatever the packer does next.
+
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// LZ4 looks back at most 64 KiB, so a longer dictionary would only cost memory.
+const MAX_DICTIONARY_BYTES: usize = 64 * 1024;
 
 /// Why a value could not be packed or unpacked. Both are bugs (the cache packs what it decoded itself).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,26 +30,58 @@ pub enum PackError {
     Decode(String),
 }
 
-/// LZ4-compressed JSON of one value, its length prepended.
+/// Text that packed values are compressed against.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PackedJson(Box<[u8]>);
+struct Dictionary(Arc<[u8]>);
+
+impl Dictionary {
+    /// The last 64 KiB of `json` (LZ4 matches the nearest text first).
+    fn of(json: &[u8]) -> Dictionary {
+        Dictionary(json[json.len().saturating_sub(MAX_DICTIONARY_BYTES)..].into())
+    }
+}
+
+impl std::fmt::Debug for Dictionary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dictionary({} bytes)", self.0.len())
+    }
+}
+
+/// LZ4-compressed JSON of one value, its length prepended, and the dictionary it was compressed against.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PackedJson {
+    bytes: Box<[u8]>,
+    dictionary: Option<Dictionary>,
+}
 
 impl std::fmt::Debug for PackedJson {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PackedJson({} bytes)", self.0.len())
+        let dictionary = self.dictionary.as_ref().map_or(0, |d| d.0.len());
+        write!(f, "PackedJson({} bytes, dictionary of {dictionary})", self.bytes.len())
     }
 }
 
 impl PackedJson {
-    /// Pack `value`.
+    /// Pack `value` on its own.
     pub fn pack<T: Serialize>(value: &T) -> Result<PackedJson, PackError> {
-        let json = serde_json::to_vec(value).map_err(|e| PackError::Encode(e.to_string()))?;
-        Ok(PackedJson(lz4_flex::compress_prepend_size(&json).into_boxed_slice()))
+        Ok(PackedJson::compress(&to_json(value)?, None))
+    }
+
+    fn compress(json: &[u8], dictionary: Option<Dictionary>) -> PackedJson {
+        let bytes = match &dictionary {
+            Some(d) => lz4_flex::block::compress_prepend_size_with_dict(json, &d.0),
+            None => lz4_flex::compress_prepend_size(json),
+        };
+        PackedJson { bytes: bytes.into_boxed_slice(), dictionary }
     }
 
     /// The JSON text, decompressed.
     pub fn json(&self) -> Result<Vec<u8>, PackError> {
-        lz4_flex::decompress_size_prepended(&self.0).map_err(|e| PackError::Decompress(e.to_string()))
+        match &self.dictionary {
+            Some(d) => lz4_flex::block::decompress_size_prepended_with_dict(&self.bytes, &d.0),
+            None => lz4_flex::decompress_size_prepended(&self.bytes),
+        }
+        .map_err(|e| PackError::Decompress(e.to_string()))
     }
 
     /// The value, decoded.
@@ -47,15 +89,47 @@ impl PackedJson {
         serde_json::from_slice(&self.json()?).map_err(|e| PackError::Decode(e.to_string()))
     }
 
-    /// Bytes kept.
+    /// Bytes kept for this value (its dictionary is shared and not counted).
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.bytes.len()
     }
 
     /// Whether nothing is kept (never, for a packed value: the length prefix alone is four bytes).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.bytes.is_empty()
     }
+}
+
+/// Packs values of one kind against a dictionary: the JSON of the first value of at least `min_dictionary_bytes`
+/// (smaller ones, e.g. a status with no GPUs yet, would teach it little and are packed on their own until then).
+#[derive(Debug)]
+pub struct Packer {
+    min_dictionary_bytes: usize,
+    dictionary: OnceLock<Dictionary>,
+}
+
+impl Packer {
+    /// A packer whose dictionary will be the first value of at least `min_dictionary_bytes` of JSON.
+    pub const fn new(min_dictionary_bytes: usize) -> Packer {
+        Packer { min_dictionary_bytes, dictionary: OnceLock::new() }
+    }
+
+    /// Pack `value` against the dictionary, choosing it if there is none yet and `value` is big enough.
+    pub fn pack<T: Serialize>(&self, value: &T) -> Result<PackedJson, PackError> {
+        let json = to_json(value)?;
+        let dictionary = match self.dictionary.get() {
+            Some(d) => Some(d.clone()),
+            None if json.len() >= self.min_dictionary_bytes => {
+                Some(self.dictionary.get_or_init(|| Dictionary::of(&json)).clone())
+            }
+            None => None,
+        };
+        Ok(PackedJson::compress(&json, dictionary))
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, PackError> {
+    serde_json::to_vec(value).map_err(|e| PackError::Encode(e.to_string()))
 }
 
 #[cfg(test)]
@@ -76,9 +150,36 @@ mod tests {
     #[test]
     fn damaged_bytes_and_a_wrong_type_are_errors_not_panics() {
         let packed = PackedJson::pack(&serde_json::json!({ "a": 1 })).expect("pack");
-        let cut = PackedJson(packed.0[..packed.len() - 2].into());
+        let cut = PackedJson { bytes: packed.bytes[..packed.len() - 2].into(), dictionary: None };
         assert!(matches!(cut.json(), Err(PackError::Decompress(_))), "{:?}", cut.json());
         let wrong = packed.unpack::<Vec<u32>>().expect_err("an object is not a list");
         assert!(wrong.to_string().starts_with("cannot decode the packed object"), "{wrong}");
+    }
+
+    #[test]
+    fn a_packer_packs_later_statuses_against_the_first_big_one() {
+        let packer = Packer::new(2_000);
+        let small = packer.pack(&healthy("empty", 0)).expect("pack");
+        assert!(small.dictionary.is_none(), "a status without GPUs teaches the dictionary little: {small:?}");
+        let first = packer.pack(&healthy("n1", 8)).expect("pack");
+        let later = with_xid(healthy("n2", 8), 3, 79, 2, "2026-11-25T10:00:00Z", "2026-11-25T11:00:00Z");
+        let packed = packer.pack(&later).expect("pack");
+        let alone = PackedJson::pack(&later).expect("pack");
+        assert!(packed.len() * 2 < alone.len(), "{} bytes against the dictionary, {} alone", packed.len(), alone.len());
+        let (a, b) = (first.dictionary.expect("chosen"), packed.dictionary.clone().expect("kept"));
+        assert!(Arc::ptr_eq(&a.0, &b.0), "one dictionary, shared");
+        assert_eq!(packed.unpack::<gpuscope_crds::GpuNodeStatus>().expect("unpack"), later);
+        assert_eq!(small.unpack::<gpuscope_crds::GpuNodeStatus>().expect("unpack"), healthy("empty", 0));
+    }
+
+    #[test]
+    fn a_value_packed_against_a_dictionary_needs_that_dictionary() {
+        let packer = Packer::new(1);
+        packer.pack(&healthy("n1", 8)).expect("pack");
+        let packed = packer.pack(&healthy("n2", 8)).expect("pack");
+        let cut = PackedJson { bytes: packed.bytes[..packed.len() - 2].into(), ..packed.clone() };
+        assert!(matches!(cut.json(), Err(PackError::Decompress(_))), "{:?}", cut.json());
+        let other = PackedJson { dictionary: Some(Dictionary::of(b"{}")), ..packed };
+        assert!(other.unpack::<gpuscope_crds::GpuNodeStatus>().is_err(), "the wrong dictionary is an error");
     }
 }
