@@ -18,6 +18,7 @@ pub mod clusters;
 pub mod error;
 pub mod freshness;
 pub mod gpu_resources;
+pub mod malloc;
 pub mod matching;
 pub mod metrics;
 pub mod offline;

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use gpuscope_crds::shutdown::Shutdown;
-use gpuscope_mcp::analyze_log;
 use gpuscope_mcp::cli::{self, Args, Command};
+use gpuscope_mcp::{analyze_log, malloc};
 
 fn main() -> anyhow::Result<ExitCode> {
+    // Before any thread exists: an arena limit does not shrink arenas already made.
+    let malloc = malloc::tune(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()));
     let args = Args::parse();
     if let Some(Command::AnalyzeLog(log)) = &args.command {
         // A command-line tool: Ctrl-C keeps its default meaning (stop at once), so no handlers.
@@ -24,6 +26,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Shutdown::install()?
     };
     args.log.init()?;
+    malloc.log();
     let result = runtime.block_on(cli::run(args, shutdown));
     // Don't wait for a blocking stdin read that can never finish.
     runtime.shutdown_timeout(Duration::from_secs(1));
