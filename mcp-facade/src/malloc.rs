@@ -4,8 +4,9 @@
 //! threshold whenever a large buffer is freed, so that the ~1 MB pages of a relist are later carved out of the
 //! arenas instead of being mapped and unmapped. The cache is filled from tokio's worker threads in turn, so its
 //! objects and the free holes between them end up spread over several arenas that none can give back. One arena
-//! and a fixed 128 KiB mmap and trim threshold (glibc's own initial values) keep the heap compact: at 5,000 nodes
-//! the facade's peak RSS went from 62-64 to 57-58 MiB (`gpuscope-bench facade`, then the facade restarted on its fleet).
+//! and a fixed 128 KiB mmap and trim threshold (glibc's own initial values) keep the heap compact. At 5,000 nodes,
+//! the same binary restarted on one fleet: peak RSS 57-59 MiB with these settings, 62-65 MiB without; answers
+//! about one node as fast, fleet-wide answers (which allocate more) 4-17 % slower (README, facade benchmark).
 //!
 //! Whoever runs the facade can still tune malloc through glibc's environment variables; when any of them is set
 //! the facade leaves malloc alone.
@@ -14,7 +15,7 @@
 pub const GLIBC_MALLOC_ENV: [&str; 4] =
     ["MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"];
 
-/// Arenas: one. The facade's threads allocate little concurrently (two tokio workers), so contention is low.
+/// Arenas: one. Only tokio's workers (one per core) allocate much, and a tool call holds the lock briefly.
 const ARENA_MAX: i32 = 1;
 /// Allocations from this size are mapped on their own and unmapped when freed (a relist's pages, answer buffers).
 const MMAP_THRESHOLD_BYTES: i32 = 128 * 1024;
