@@ -62,11 +62,6 @@ impl std::fmt::Debug for PackedJson {
 }
 
 impl PackedJson {
-    /// Pack `value` on its own.
-    pub fn pack<T: Serialize>(value: &T) -> Result<PackedJson, PackError> {
-        Ok(PackedJson::compress(&to_json(value)?, None))
-    }
-
     fn compress(json: &[u8], dictionary: Option<Dictionary>) -> PackedJson {
         let bytes = match &dictionary {
             Some(d) => lz4_flex::block::compress_prepend_size_with_dict(json, &d.0),
@@ -137,10 +132,15 @@ mod tests {
     use super::*;
     use crate::status_fixtures::{healthy, with_xid};
 
+    /// Packed on its own: a packer that never finds a value big enough for a dictionary.
+    fn alone<T: Serialize>(value: &T) -> PackedJson {
+        Packer::new(usize::MAX).pack(value).expect("pack")
+    }
+
     #[test]
     fn a_status_comes_back_equal_from_a_quarter_of_its_json() {
         let o = with_xid(healthy("n1", 8), 1, 79, 3, "2026-11-25T10:00:00Z", "2026-11-25T11:00:00Z");
-        let packed = PackedJson::pack(&o).expect("pack");
+        let packed = alone(&o);
         let json = serde_json::to_vec(&o).expect("json");
         assert!(packed.len() * 3 < json.len(), "{} packed of {} JSON bytes", packed.len(), json.len());
         assert_eq!(packed.json().expect("json"), json);
@@ -149,7 +149,7 @@ mod tests {
 
     #[test]
     fn damaged_bytes_and_a_wrong_type_are_errors_not_panics() {
-        let packed = PackedJson::pack(&serde_json::json!({ "a": 1 })).expect("pack");
+        let packed = alone(&serde_json::json!({ "a": 1 }));
         let cut = PackedJson { bytes: packed.bytes[..packed.len() - 2].into(), dictionary: None };
         assert!(matches!(cut.json(), Err(PackError::Decompress(_))), "{:?}", cut.json());
         let wrong = packed.unpack::<Vec<u32>>().expect_err("an object is not a list");
@@ -164,8 +164,13 @@ mod tests {
         let first = packer.pack(&healthy("n1", 8)).expect("pack");
         let later = with_xid(healthy("n2", 8), 3, 79, 2, "2026-11-25T10:00:00Z", "2026-11-25T11:00:00Z");
         let packed = packer.pack(&later).expect("pack");
-        let alone = PackedJson::pack(&later).expect("pack");
-        assert!(packed.len() * 2 < alone.len(), "{} bytes against the dictionary, {} alone", packed.len(), alone.len());
+        let single = alone(&later);
+        assert!(
+            packed.len() * 2 < single.len(),
+            "{} bytes against the dictionary, {} alone",
+            packed.len(),
+            single.len()
+        );
         let (a, b) = (first.dictionary.expect("chosen"), packed.dictionary.clone().expect("kept"));
         assert!(Arc::ptr_eq(&a.0, &b.0), "one dictionary, shared");
         assert_eq!(packed.unpack::<gpuscope_crds::GpuNodeStatus>().expect("unpack"), later);

@@ -694,6 +694,11 @@ fn spawn_http(
 ) -> Result<(Process, SocketAddr), Box<dyn std::error::Error>> {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let mut cmd = Command::new(workspace_binary("gpuscope-mcp")?);
+    // The facade tunes malloc itself unless one of glibc's own variables does (mcp-facade/src/malloc.rs; asserted
+    // below): none here.
+    for name in ["MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"] {
+        cmd.env_remove(name);
+    }
     cmd.env("KUBECONFIG", cp.kubeconfig_for(Identity::Mcp))
         // $GPUSCOPE_E2E_MCP_LOG overrides, e.g. "debug" to see every request to the API server.
         .env("RUST_LOG", std::env::var("GPUSCOPE_E2E_MCP_LOG").unwrap_or_else(|_| "info,gpuscope_mcp=debug".into()))
@@ -797,7 +802,7 @@ async fn http_clients_old_and_new_get_structured_answers_statelessly() -> TestRe
     let kube = cp.client().await?;
     let sick = unique_name("mcp-http");
     create_gpu_node(&kube, &sick, 8, Some(6)).await?;
-    let (_facade, addr) = start_http(cp, &[]).await?;
+    let (facade, addr) = start_http(cp, &[]).await?;
 
     let newest = http_client(addr, None).await?;
     let negotiated = newest.peer_info().map(|i| i.protocol_version.clone());
@@ -840,6 +845,10 @@ async fn http_clients_old_and_new_get_structured_answers_statelessly() -> TestRe
     );
     assert!(metrics.contains("gpuscope_mcp_tool_call_duration_seconds_bucket"), "{metrics}");
     assert!(metrics.contains(r#"kind="GpuNodeStatus""#) && metrics.contains("gpuscope_mcp_cache_objects"), "{metrics}");
+
+    // The real process applied its malloc settings (one arena: the facade's memory target depends on it).
+    let log = std::fs::read_to_string(facade.log())?;
+    assert!(log.contains("malloc tuned") && log.contains("arenas=1"), "{}", facade.log_tail(20));
     delete_gpu_node(&kube, &sick).await;
     Ok(())
 }
