@@ -2,7 +2,8 @@
 //!
 //! Two writers share the status through server-side apply, each owning its own fields:
 //! - the node probe (field manager [`PROBE_FIELD_MANAGER`]): `probe`, driver versions, `gpuCount`, `gpuModel`,
-//!   `unsupportedFields`, `gpus`, `xids`;
+//!   `unsupportedFields`, `gpus` (with the pods holding each GPU, from the kubelet's pod-resources API), `xids`
+//!   (each attributed to the pods that held the GPU), `podResources`;
 //! - the operator (field manager [`OPERATOR_FIELD_MANAGER`]): `health`, `recentXidCount`, `verdicts`,
 //!   `conditions`, `observedGeneration`.
 //!
@@ -36,6 +37,13 @@ pub const OPERATOR_FIELD_MANAGER: &str = "gpuscope-operator";
 pub const MAX_RECENT_XIDS: usize = 32;
 /// How many (GPU, code) totals `status.xids.totals` keeps; the least recently seen are dropped first.
 pub const MAX_XID_TOTALS: usize = 64;
+/// How many pods a GPU's `pods` list (and an XID's attribution) names; more (time-sliced GPUs) are counted in
+/// `podsOmitted`.
+pub const MAX_PODS_PER_GPU: usize = 4;
+/// How many pods an XID total remembers across its occurrences (newest first).
+pub const MAX_PODS_PER_XID_TOTAL: usize = 8;
+/// How many device allocations `status.podResources.unmapped` lists; more are counted in `unmappedOmitted`.
+pub const MAX_UNMAPPED_DEVICES: usize = 16;
 
 /// Desired state of a GPU node's diagnostics. Everything here is optional; an empty spec is the normal case.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -75,6 +83,13 @@ pub const MAX_XID_TOTALS: usize = 64;
         type_ = "integer",
         json_path = ".status.xids.lastCode",
         description = "Code of the newest XID",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "GPU pods",
+        type_ = "integer",
+        json_path = ".status.podResources.podCount",
+        description = "Pods holding this node's GPUs (kubelet pod-resources)",
         priority = "1"
     ),
     printcolumn(
@@ -127,6 +142,10 @@ pub struct GpuNodeStatusStatus {
     /// XID errors seen on this node, coalesced per (GPU, code), plus the newest raw events (probe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xids: Option<XidHistory>,
+    /// What the kubelet's pod-resources API says about GPU allocations on this node, beyond the per-GPU `pods`:
+    /// how many pods hold GPUs, allocations the probe could not map to a GPU, and DRA claims (probe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_resources: Option<PodResourcesStatus>,
 
     /// Worst per-GPU verdict: Healthy, Degraded, Unhealthy or Unknown (operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,6 +250,66 @@ pub struct GpuInfo {
     /// The driver's current recovery action for this GPU (XID 154 or NVML), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_action: Option<RecoveryActionStatus>,
+    /// The pods (containers) the kubelet assigned this GPU to, or a MIG instance or time-sliced replica of it, at
+    /// most 4; absent when none holds it or the pod-resources API is not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<Vec<PodRef>>,
+    /// Pods beyond the 4 listed in `pods` that also hold this GPU (time-slicing, MIG).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods_omitted: Option<u32>,
+}
+
+/// A pod (and container) that held a GPU: the workload a GPU fault hits. Kept in XID records so that the link
+/// survives the pod's deletion.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodRef {
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub name: String,
+    /// Container that holds the device (a pod's containers may hold different GPUs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Pod UID, when the probe could read it from the API server (pod names are reused, UIDs are not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The pod's controller as "Kind/name" (e.g. "Job/train-42"), when the probe could read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+    /// The kubelet's device id when it is not the GPU's own UUID: a MIG device ("MIG-…"), a time-slicing replica
+    /// ("GPU-…::2") or a DRA device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// The extended resource or DRA claim it came through when not "nvidia.com/gpu", e.g.
+    /// "nvidia.com/mig-1g.10gb" or "claim gpu-test/single-gpu".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+impl PodRef {
+    /// "namespace/name", how kubectl users name a pod.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// GPU allocations as the kubelet's pod-resources API reports them, beyond what `gpus[].pods` holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodResourcesStatus {
+    /// Pods holding at least one NVIDIA device on this node (mapped or not).
+    pub pod_count: u32,
+    /// Allocations whose device id the probe could not map to a GPU it sees (a device plugin's index strategy, an
+    /// unknown MIG UUID): kept as the kubelet reported them, at most 16.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmapped: Vec<PodRef>,
+    /// Unmapped allocations beyond the 16 listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmapped_omitted: Option<u32>,
+    /// NVIDIA devices the kubelet can allocate (GetAllocatableResources), when it serves that call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocatable_devices: Option<u32>,
 }
 
 /// Framebuffer memory in MiB.
@@ -324,6 +403,9 @@ pub struct MigInfo {
     /// Number of MIG devices (GPU instances' compute instances) configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_count: Option<u32>,
+    /// UUIDs of the MIG devices ("MIG-…"), so that a pod holding a MIG device is bound to this GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_uuids: Option<Vec<String>>,
 }
 
 /// A GPU's NVLinks, counted: the links that reported a state and the numbers of those that are down. (The first
@@ -452,6 +534,9 @@ pub struct XidTotal {
     /// Driver text of the newest occurrence (after the code).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_message: Option<String>,
+    /// Pods that held the GPU at any of these occurrences, newest first, at most 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<Vec<PodRef>>,
 }
 
 /// One XID as the driver reported it.
@@ -490,6 +575,10 @@ pub struct XidEvent {
     /// Kernel log sequence number within that boot (kmsg only); with the boot id, the event's identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<u64>,
+    /// Pods that held the GPU when the XID arrived (kubelet pod-resources), at most 4: the workloads it hit. The
+    /// `pid` is the process; this is the workload, and it outlives the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<Vec<PodRef>>,
 }
 
 /// The operator's verdict on one GPU.

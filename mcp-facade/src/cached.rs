@@ -200,6 +200,52 @@ pub struct CachedPod {
     pub owner: Option<String>,
     /// What it holds while it runs, per GPU resource (the scheduler's rule over containers and init containers).
     pub gpus: GpuCounts,
+    /// Its UID (pod names are reused: a StatefulSet's pod, a re-created Job pod).
+    pub uid: Option<String>,
+    /// Container restarts, summed over its containers.
+    pub restarts: u32,
+    /// The newest termination of each container that has ended (now or before a restart), newest first.
+    pub terminations: Vec<Termination>,
+}
+
+/// How a container ended, from the pod's status (`state.terminated`, or `lastState.terminated` after a restart).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Termination {
+    /// Container name.
+    pub container: String,
+    /// Exit code (137 is SIGKILL, 139 SIGSEGV, ...).
+    pub exit_code: i32,
+    /// The kubelet's reason: Error, OOMKilled, Completed, ...
+    pub reason: Option<String>,
+    /// When it ended.
+    pub finished_at: Option<Time>,
+}
+
+/// The newest termination of each container of `status`, newest first.
+fn terminations(status: Option<&k8s_openapi::api::core::v1::PodStatus>) -> (Vec<Termination>, u32) {
+    let Some(status) = status else { return (Vec::new(), 0) };
+    let mut out = Vec::new();
+    let mut restarts = 0u32;
+    let all = status.container_statuses.iter().flatten().chain(status.init_container_statuses.iter().flatten());
+    for c in all {
+        restarts = restarts.saturating_add(u32::try_from(c.restart_count).unwrap_or(0));
+        let now = c.state.as_ref().and_then(|s| s.terminated.as_ref());
+        let before = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+        let newest = match (now, before) {
+            (Some(a), Some(b)) => Some(if a.finished_at >= b.finished_at { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        if let Some(t) = newest {
+            out.push(Termination {
+                container: c.name.clone(),
+                exit_code: t.exit_code,
+                reason: t.reason.clone(),
+                finished_at: t.finished_at.clone(),
+            });
+        }
+    }
+    out.sort_by(|a, b| b.finished_at.cmp(&a.finished_at));
+    (out, restarts)
 }
 
 impl From<Pod> for CachedPod {
@@ -212,6 +258,7 @@ impl From<Pod> for CachedPod {
             .flatten()
             .find(|r| r.controller == Some(true))
             .map(|r| format!("{}/{}", r.kind, r.name));
+        let (terminations, restarts) = terminations(p.status.as_ref());
         CachedPod {
             namespace: p.metadata.namespace.unwrap_or_default(),
             name: p.metadata.name.unwrap_or_default(),
@@ -219,6 +266,9 @@ impl From<Pod> for CachedPod {
             phase: p.status.and_then(|s| s.phase),
             owner,
             gpus,
+            uid: p.metadata.uid,
+            restarts,
+            terminations,
         }
     }
 }
@@ -358,11 +408,54 @@ mod tests {
                 phase: Some("Running".into()),
                 owner: Some("Job/train".into()),
                 gpus: GpuCounts::from(ResourceCounts::from([("nvidia.com/gpu".to_string(), 2)])),
+                uid: None,
+                restarts: 0,
+                terminations: vec![],
             }
         );
         assert!(kept.is_active());
         let done = CachedPod { phase: Some("Succeeded".into()), ..kept };
         assert!(!done.is_active());
+    }
+
+    #[test]
+    fn a_pod_keeps_the_newest_termination_of_each_container_and_its_restarts() {
+        use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus};
+        let at = |s: &str| Some(Time(s.parse().expect("time")));
+        let ended = |code: i32, reason: &str, when: &str| ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: code,
+                reason: Some(reason.into()),
+                finished_at: at(when),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut p = fixtures::pod("ml", "train-0", Some("n1"), "nvidia.com/gpu", 1, "Running");
+        p.status = Some(PodStatus {
+            phase: Some("Running".into()),
+            container_statuses: Some(vec![
+                ContainerStatus {
+                    name: "trainer".into(),
+                    restart_count: 2,
+                    // Running again after a crash: the crash is in lastState.
+                    last_state: Some(ended(137, "Error", "2026-11-25T03:12:05Z")),
+                    ..Default::default()
+                },
+                ContainerStatus {
+                    name: "sidecar".into(),
+                    state: Some(ended(0, "Completed", "2026-11-25T01:00:00Z")),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        });
+        p.metadata.uid = Some("uid-1".into());
+        let kept = CachedPod::from(p);
+        assert_eq!(kept.uid.as_deref(), Some("uid-1"));
+        assert_eq!(kept.restarts, 2);
+        let seen: Vec<(&str, i32)> = kept.terminations.iter().map(|t| (t.container.as_str(), t.exit_code)).collect();
+        assert_eq!(seen, [("trainer", 137), ("sidecar", 0)], "newest first");
     }
 
     #[test]

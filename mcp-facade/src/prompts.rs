@@ -200,8 +200,11 @@ pub fn triage(args: &TriageArgs) -> Result<String, PromptArgError> {
         "Triage GPU node {node}{incident}.\n\n{READ_ONLY}\n\n\
          1. Call describe_gpu_node with node_name=\"{node}\" and include_k8s_metadata=true.\n\
          2. Call analyze_xid_errors with node_name=\"{node}\" and since=\"24h\".\n\
-         3. Call get_pod_gpu_allocation with node_name=\"{node}\" to see which workloads are affected.\n\
-         4. If the node looks fine, call get_gpu_health without node_name to see whether the problem is wider.\n\n\
+         3. Call get_pod_gpu_allocation with node_name=\"{node}\" to see which workloads hold which of its GPUs.\n\
+         4. If the incident is a failed job or pod (\"my job died, was it the GPU?\"), call explain_pod_gpu_failure \
+         with its namespace and pod name: it answers hardware, likely application or no GPU evidence, and names the \
+         other pods the same fault hit.\n\
+         5. If the node looks fine, call get_gpu_health without node_name to see whether the problem is wider.\n\n\
          Report in incident form{incident}: summary (one line), impact (pods and namespaces on the node's GPUs), \
          evidence (verdicts and reasons, XIDs with their catalog meaning, conditions, probe freshness), the \
          recommended action (none, restart the job, reset the GPU, drain and reboot, RMA) and whether to cordon the \
@@ -236,6 +239,7 @@ mod tests {
         let text = triage(&TriageArgs { node: "gpu-7".into(), incident_id: Some("INC-42".into()) }).expect("prompt");
         assert!(text.starts_with("Triage GPU node gpu-7 for incident INC-42."), "{text}");
         assert!(text.contains("get_pod_gpu_allocation with node_name=\"gpu-7\""));
+        assert!(text.contains("explain_pod_gpu_failure"), "failed-job questions go to the pod tool: {text}");
     }
 
     #[test]

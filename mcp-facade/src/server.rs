@@ -35,6 +35,7 @@ use crate::tools::fleet::{self, FleetArgs, FleetSummary};
 use crate::tools::health::{self, HealthArgs, HealthReport};
 use crate::tools::inventory::{self, Inventory, InventoryArgs};
 use crate::tools::kernel_log::{self, KernelLogAnalysis, KernelLogArgs};
+use crate::tools::pod_failure::{self, PodFailure, PodFailureArgs};
 use crate::tools::xids::{self, XidAnalysis, XidArgs};
 
 /// How long a tool call waits for a cache that is still syncing before it answers "warming up".
@@ -45,7 +46,8 @@ const RESOURCE_PAGE: usize = 500;
 const INSTRUCTIONS: &str = "gpuscope answers questions about the NVIDIA GPUs of Kubernetes clusters from a watch \
 cache of GpuNodeStatus objects, Nodes and GPU pods; it is read-only. Start with get_fleet_summary for an overview, \
 get_gpu_health for what is wrong and what to do, analyze_xid_errors for XID errors, describe_gpu_node for one node, \
-get_gpu_inventory for hardware, get_pod_gpu_allocation for which pods hold GPUs. Every answer leads with a verdict \
+get_gpu_inventory for hardware, get_pod_gpu_allocation for which pods hold which GPUs, explain_pod_gpu_failure for \
+\"my job failed, was it the GPU?\". Every answer leads with a verdict \
 and an action; lists are cut to `limit` and say which filter narrows them. Pass `cluster` to ask a cluster other \
 than the default. analyze_kernel_log explains a kernel log the user pastes (dmesg, journalctl -k, syslog, a support \
 bundle): which GPU, which XID, what NVIDIA says it means and what to do first; with node_name it adds what the \
@@ -159,8 +161,9 @@ impl Facade {
 
     #[tool(
         description = "Which pods hold GPUs and on which nodes: totals, per namespace and per node (held vs \
-                       allocatable), pods on unhealthy nodes first. Filter by namespace and node_name. Pods are \
-                       attributed to nodes; the physical GPU a pod got is not reported.",
+                       allocatable), pods on unhealthy GPUs and nodes first. Each pod lists the exact GPUs (index, \
+                       UUID, verdict) it holds where the probe reads the kubelet's binding (binding: exact), else its \
+                       requests (binding: requested). Filter by namespace and node_name.",
         annotations(title = "Pod GPU allocation", read_only_hint = true, open_world_hint = false),
         output_schema = schema_for_output::<Allocation>()
     )]
@@ -170,6 +173,24 @@ impl Facade {
     ) -> Result<ToolAnswer<Allocation>, ToolError> {
         let snap = self.snapshot(args.cluster.as_deref()).await?;
         allocation::answer(&snap, &args).map(ToolAnswer)
+    }
+
+    #[tool(
+        description = "Was it the hardware? For a pod that failed, restarted or is gone (namespace, pod; optional \
+                       since), a verdict first: hardware (a GPU fault on one of its GPUs around its termination), \
+                       likely application (only application-class XIDs such as 13/31/43), or no GPU evidence; then \
+                       its GPUs, the XIDs on them with times relative to the container's exit, NVIDIA's meaning and \
+                       action, and the other pods the same fault hit. A deleted pod is explained from the XID \
+                       records that name it. Use it for 'my job failed, was it the GPU?'.",
+        annotations(title = "Explain a pod's GPU failure", read_only_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<PodFailure>()
+    )]
+    async fn explain_pod_gpu_failure(
+        &self,
+        Parameters(args): Parameters<PodFailureArgs>,
+    ) -> Result<ToolAnswer<PodFailure>, ToolError> {
+        let snap = self.snapshot(args.cluster.as_deref()).await?;
+        pod_failure::answer(&snap, &args).map(ToolAnswer)
     }
 
     #[tool(
@@ -493,7 +514,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lists_eight_read_only_tools_with_object_output_schemas_and_three_prompts() {
+    async fn lists_nine_read_only_tools_with_object_output_schemas_and_three_prompts() {
         let client = connect(facade(Metrics::unregistered())).await;
         let tools = client.list_all_tools().await.expect("tools");
         let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
@@ -504,6 +525,7 @@ mod tests {
                 "analyze_kernel_log",
                 "analyze_xid_errors",
                 "describe_gpu_node",
+                "explain_pod_gpu_failure",
                 "explain_xid",
                 "get_fleet_summary",
                 "get_gpu_health",

@@ -53,6 +53,11 @@ pub struct GpuFacts {
     pub health: Option<Health>,
     /// In the probe's inventory (false: only a verdict names it).
     pub inventoried: bool,
+    /// The pods holding it now ("namespace/name"), from the probe's pod-resources binding.
+    pub pods: Box<[Box<str>]>,
+    /// The same pods as answers name the blast radius: "namespace/name (Kind/controller)" where the probe knows
+    /// the controller, plus "+N more" when the GPU is shared wider than the binding lists.
+    pub workloads: Box<[Box<str>]>,
 }
 
 /// The fleet-wide facts of one GpuNodeStatus.
@@ -107,6 +112,18 @@ impl StatusFacts {
                 temperature_celsius: g.temperature_celsius,
                 health: verdict_of(&g.uuid),
                 inventoried: true,
+                pods: g.pods.iter().flatten().map(|p| p.key().into_boxed_str()).collect(),
+                workloads: g
+                    .pods
+                    .iter()
+                    .flatten()
+                    .map(|p| match &p.controller {
+                        Some(c) => format!("{} ({c})", p.key()),
+                        None => p.key(),
+                    })
+                    .chain(g.pods_omitted.filter(|n| *n > 0).map(|n| format!("+{n} more")))
+                    .map(String::into_boxed_str)
+                    .collect(),
             })
             .collect();
         for v in verdicts {
@@ -122,6 +139,8 @@ impl StatusFacts {
                     temperature_celsius: None,
                     health: Some(v.health),
                     inventoried: false,
+                    pods: Box::default(),
+                    workloads: Box::default(),
                 });
             }
         }

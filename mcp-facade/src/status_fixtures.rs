@@ -2,7 +2,7 @@
 //! XIDs, a stale probe).
 
 use gpuscope_crds::gpu_node_status::{
-    Backend, GpuInfo, GpuMemory, GpuVerdict, ProbeInfo, Utilization, XidEvent, XidHistory, XidSource, XidTotal,
+    Backend, GpuInfo, GpuMemory, GpuVerdict, PodRef, ProbeInfo, Utilization, XidEvent, XidHistory, XidSource, XidTotal,
 };
 use gpuscope_crds::health::{condition_type, reason};
 use gpuscope_crds::{GpuNodeStatus, GpuNodeStatusStatus, Health};
@@ -145,6 +145,7 @@ pub fn with_xid(mut o: GpuNodeStatus, index: u32, code: u32, count: u64, first: 
         last_seen: t(last),
         last_boot_id: Some("boot-1".into()),
         last_message: Some(format!("xid {code} message")),
+        pods: None,
     });
     xids.recent.insert(
         0,
@@ -161,6 +162,7 @@ pub fn with_xid(mut o: GpuNodeStatus, index: u32, code: u32, count: u64, first: 
             source: XidSource::Kmsg,
             boot_id: Some("boot-1".into()),
             sequence: Some(count),
+            pods: None,
         },
     );
     xids.recent.sort_by(|a, b| b.time.cmp(&a.time));
@@ -180,6 +182,35 @@ pub fn stale(mut o: GpuNodeStatus, since: &str) -> GpuNodeStatus {
     for v in s.verdicts.iter_mut().flatten() {
         v.health = Health::Unknown;
         v.reasons = vec![reason::PROBE_STALE.into()];
+    }
+    o
+}
+
+/// GPU `index` held by pod `ns/pod` (the probe's pod-resources binding).
+pub fn holding(mut o: GpuNodeStatus, index: u32, ns: &str, pod: &str) -> GpuNodeStatus {
+    let s = status_mut(&mut o);
+    if let Some(g) = s.gpus.iter_mut().flatten().find(|g| g.index == index) {
+        g.pods.get_or_insert_with(Vec::new).push(PodRef {
+            namespace: ns.into(),
+            name: pod.into(),
+            ..PodRef::default()
+        });
+    }
+    o
+}
+
+/// Every XID record (raw events and totals) on GPU `index` attributed to pod `ns/pod`, as the probe does for the
+/// pods holding the GPU when the XID arrived.
+pub fn attributed(mut o: GpuNodeStatus, index: u32, ns: &str, pod: &str) -> GpuNodeStatus {
+    let s = status_mut(&mut o);
+    let who = PodRef { namespace: ns.into(), name: pod.into(), ..PodRef::default() };
+    if let Some(x) = s.xids.as_mut() {
+        for e in x.recent.iter_mut().filter(|e| e.pci_bus_id == pci(index)) {
+            e.pods.get_or_insert_with(Vec::new).push(who.clone());
+        }
+        for t in x.totals.iter_mut().filter(|t| t.pci_bus_id == pci(index)) {
+            t.pods.get_or_insert_with(Vec::new).push(who.clone());
+        }
     }
     o
 }

@@ -7,16 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use gpuscope_crds::gpu_node_status::Backend;
 use gpuscope_crds::logging::LogArgs;
 use gpuscope_crds::observability::{self, Listener, Readiness};
 use gpuscope_crds::shutdown::Shutdown;
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::backend::{BackendError, GpuBackend, NvmlBackend, NvmlConfig, SimulatedBackend, XidEvents};
 use crate::kmsg_source::{self, KmsgSettings, Observation};
 use crate::kube_io::LeaseSettings;
 use crate::metrics::ProbeMetrics;
+use crate::pod_resources::{self, KubeletClient, KubeletReport, OwnerLookup, PollSettings};
 use crate::publisher::{Cadence, Inventory, Publisher};
 use crate::spool::Spool;
 
@@ -49,6 +51,20 @@ pub struct Args {
     /// Do not read the kernel log (NVML events only).
     #[arg(long)]
     pub no_kmsg: bool,
+    /// The kubelet's pod-resources socket, read to learn which pod holds which GPU (mount the host's
+    /// /var/lib/kubelet/pod-resources read-only). Default with `--backend nvml`:
+    /// /var/lib/kubelet/pod-resources/kubelet.sock; a simulated scenario lists its own pods.
+    #[arg(long, env = "GPUSCOPE_POD_RESOURCES_SOCKET")]
+    pub pod_resources_socket: Option<PathBuf>,
+    /// How often the kubelet's pod-resources API is read (and at once after an XID).
+    #[arg(long, default_value = "10s", value_parser = gpuscope_crds::duration::parse_duration)]
+    pub pod_resources_interval: Duration,
+    /// How long one pod-resources call may take before it counts as failed.
+    #[arg(long, default_value = "5s", value_parser = gpuscope_crds::duration::parse_duration)]
+    pub pod_resources_timeout: Duration,
+    /// Do not read which pods hold the GPUs (no XID attribution to workloads).
+    #[arg(long, conflicts_with = "pod_resources_socket")]
+    pub no_pod_resources: bool,
     /// File holding the node's boot id.
     #[arg(long, default_value = "/proc/sys/kernel/random/boot_id")]
     pub boot_id_file: PathBuf,
@@ -173,6 +189,26 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         None => (None, None),
     };
     let pump = xid_rx.map(|rx| tokio::spawn(pump_backend_xids(rx, obs_tx.clone(), boot_id.clone())));
+    let (kubelet_tx, kubelet_rx) = mpsc::channel::<KubeletReport>(4);
+    let kubelet_socket = match (args.no_pod_resources, &args.pod_resources_socket, kind) {
+        (true, _, _) => None,
+        (false, Some(path), _) => Some(path.clone()),
+        (false, None, Backend::Nvml) => Some(PathBuf::from(pod_resources::DEFAULT_SOCKET)),
+        (false, None, Backend::Simulated) => None,
+    };
+    let poll_kubelet = kubelet_socket.as_ref().map(|_| Arc::new(Notify::new()));
+    let kubelet_poller = match (&kubelet_socket, &poll_kubelet) {
+        (Some(socket), Some(poll_now)) => Some(tokio::spawn(pod_resources::run_poller(
+            KubeletClient::new(socket.clone(), args.pod_resources_timeout),
+            PollSettings { interval: args.pod_resources_interval },
+            Some(OwnerLookup { client: client.clone(), node: args.node_name.clone() }),
+            kubelet_tx,
+            poll_now.clone(),
+            metrics.clone(),
+            wait_for(stop_rx.clone()),
+        ))),
+        _ => None,
+    };
     let (inv_tx, inv_rx) = mpsc::channel::<Inventory>(4);
     let sampler =
         tokio::spawn(sample(backend, args.sample_interval, inv_tx, metrics.clone(), wait_for(stop_rx.clone())));
@@ -196,9 +232,10 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         unavailable_sources: unavailable,
         metrics,
         readiness,
+        poll_kubelet,
     };
     tracing::info!(node = %args.node_name, backend = ?kind, "gpuscope-probe started");
-    let publishing = publisher.run(obs_rx, inv_rx, shutdown.wait());
+    let publishing = publisher.run(obs_rx, inv_rx, kubelet_rx, shutdown.wait());
     tokio::pin!(publishing);
     let abandoned = async {
         shutdown.wait().await;
@@ -216,6 +253,9 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     stop_threads.store(true, Ordering::Relaxed);
     drop(obs_tx);
     if let Some(p) = pump {
+        p.abort();
+    }
+    if let Some(p) = kubelet_poller {
         p.abort();
     }
     if tokio::time::timeout(STOP_TIMEOUT, sampler).await.is_err() {
@@ -308,6 +348,7 @@ async fn sample(
                     nvml_version: s.nvml_version,
                     gpus: s.gpus,
                     unsupported_fields: s.unsupported_fields,
+                    allocations: s.allocations,
                 };
                 if tx.send(inv).await.is_err() {
                     return;

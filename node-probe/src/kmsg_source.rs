@@ -121,6 +121,7 @@ impl Interpreter {
                     source: XidSource::Kmsg,
                     boot_id: self.boot_id.clone(),
                     sequence: Some(record.sequence),
+                    pods: None,
                 }));
             }
             Ok(Some(KernelEvent::GpuUuid { pci_bus_id, uuid })) => {

@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod kmsg_source;
 pub mod kube_io;
 pub mod metrics;
+pub mod pod_resources;
 pub mod publisher;
 pub mod report;
 pub mod spool;

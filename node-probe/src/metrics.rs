@@ -47,6 +47,12 @@ pub struct ProbeMetrics {
     pub last_write_timestamp_seconds: Gauge,
     /// XIDs waiting to be written (0 when the API has everything).
     pub pending_writes: Gauge,
+    /// Successful reads of the kubelet's pod-resources API.
+    pub pod_resources_polls: Counter,
+    /// Failed reads of the kubelet's pod-resources API, by reason (socket_missing, permission_denied, timeout, …).
+    pub pod_resources_errors: Family<ErrorLabels, Counter>,
+    /// XIDs recorded with the pods that held their GPU.
+    pub xids_attributed: Counter,
 }
 
 impl ProbeMetrics {
@@ -69,5 +75,16 @@ impl ProbeMetrics {
             self.last_write_timestamp_seconds.clone(),
         );
         r.register("pending_writes", "1 while observed changes wait to be written", self.pending_writes.clone());
+        r.register(
+            "pod_resources_polls",
+            "Successful reads of the kubelet's pod-resources API",
+            self.pod_resources_polls.clone(),
+        );
+        r.register(
+            "pod_resources_errors",
+            "Failed reads of the kubelet's pod-resources API by reason",
+            self.pod_resources_errors.clone(),
+        );
+        r.register("xids_attributed", "XIDs recorded with the pods that held their GPU", self.xids_attributed.clone());
     }
 }

@@ -10,18 +10,20 @@
 //! - On shutdown the spool is saved and one last write is attempted.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gpuscope_crds::gpu_node_status::{GpuInfo, RecoveryActionStatus, XidSource};
 use gpuscope_crds::observability::Readiness;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, sleep_until};
 
 use crate::backoff::Backoff;
 use crate::kmsg_source::Observation;
 use crate::kube_io::{self, LeaseSettings};
 use crate::metrics::{CodeLabels, ErrorLabels, ProbeMetrics};
+use crate::pod_resources::{Allocation, Binding, KubeletReport, POD_RESOURCES_FIELD, PodOwners};
 use crate::report::{NodeReport, fingerprint, probe_status};
 use crate::spool::{Loaded, Spool};
 use crate::xid_ledger::{Recorded, XidLedger};
@@ -42,6 +44,8 @@ pub struct Inventory {
     pub gpus: Vec<GpuInfo>,
     /// Fields the driver could not report.
     pub unsupported_fields: BTreeSet<String>,
+    /// Pods on the GPUs, when the backend itself knows them (a simulated scenario); the kubelet is asked otherwise.
+    pub allocations: Option<Vec<Allocation>>,
 }
 
 /// Timing of the write loop.
@@ -55,6 +59,9 @@ pub struct Cadence {
     pub coalesce: Duration,
     /// Shortest time between two GpuNodeStatus writes.
     pub min_write_interval: Duration,
+    /// Delay after the pods on the GPUs changed before writing, so that pod churn costs at most one write per
+    /// this period (an XID in between still goes out after `coalesce`, carrying the binding with it).
+    pub binding_coalesce: Duration,
 }
 
 impl Default for Cadence {
@@ -64,6 +71,7 @@ impl Default for Cadence {
             refresh_interval: Duration::from_secs(300),
             coalesce: Duration::from_millis(200),
             min_write_interval: Duration::from_millis(500),
+            binding_coalesce: Duration::from_secs(5),
         }
     }
 }
@@ -90,6 +98,63 @@ pub struct Publisher {
     pub readiness: Readiness,
     /// XID sources that could not be started (e.g. `xids.kernelLog`), reported as unsupported fields.
     pub unavailable_sources: BTreeSet<String>,
+    /// Asks the kubelet poller for an immediate read (an XID arrived); `None` when pods are not read.
+    pub poll_kubelet: Option<Arc<Notify>>,
+}
+
+/// What the probe knows of the pods on its GPUs.
+#[derive(Default)]
+struct Workloads {
+    /// The kubelet's last good answer, with the pods' owners.
+    allocations: Option<(Vec<Allocation>, Option<u32>, PodOwners)>,
+    /// The last read failed (the binding above is then the newest knowledge, possibly stale).
+    failing: bool,
+    /// GPUs seen since the start, by UUID (identity only): a GPU that fell off the bus is still mapped, so the pods
+    /// on it are not reported as unmapped and its XIDs are attributed.
+    known_gpus: BTreeMap<String, GpuInfo>,
+    /// `allocations` mapped onto `known_gpus`.
+    binding: Binding,
+}
+
+impl Workloads {
+    fn rebind(&mut self) -> bool {
+        let gpus: Vec<GpuInfo> = self.known_gpus.values().cloned().collect();
+        let binding = match &self.allocations {
+            Some((allocations, allocatable, owners)) => Binding::new(allocations, &gpus, owners, *allocatable),
+            None => Binding::default(),
+        };
+        let changed = binding != self.binding;
+        self.binding = binding;
+        changed
+    }
+
+    fn learn_gpus(&mut self, gpus: &[GpuInfo]) -> bool {
+        let mut changed = false;
+        for g in gpus {
+            let identity = GpuInfo {
+                index: g.index,
+                uuid: g.uuid.clone(),
+                pci_bus_id: g.pci_bus_id.clone(),
+                mig: g.mig.as_ref().map(|m| gpuscope_crds::gpu_node_status::MigInfo {
+                    device_uuids: m.device_uuids.clone(),
+                    ..Default::default()
+                }),
+                ..GpuInfo::default()
+            };
+            if self.known_gpus.get(&g.uuid) != Some(&identity) {
+                self.known_gpus.insert(g.uuid.clone(), identity);
+                changed = true;
+            }
+        }
+        // Bounded: a node has at most a few dozen GPUs; forget the oldest identities beyond that.
+        while self.known_gpus.len() > 64 {
+            let Some(stale) = self.known_gpus.keys().find(|k| !gpus.iter().any(|g| &&g.uuid == k)).cloned() else {
+                break;
+            };
+            self.known_gpus.remove(&stale);
+        }
+        changed
+    }
 }
 
 struct State {
@@ -105,6 +170,7 @@ struct State {
     write_due: Option<Instant>,
     spool_dirty: bool,
     lease_owner: Option<OwnerReference>,
+    workloads: Workloads,
 }
 
 impl Publisher {
@@ -113,6 +179,7 @@ impl Publisher {
         self,
         mut observations: mpsc::Receiver<Observation>,
         mut inventories: mpsc::Receiver<Inventory>,
+        mut kubelet: mpsc::Receiver<KubeletReport>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let mut state = State {
@@ -126,6 +193,7 @@ impl Publisher {
             write_due: Some(Instant::now()),
             spool_dirty: false,
             lease_owner: None,
+            workloads: Workloads::default(),
         };
         match self.spool.load() {
             Ok(Loaded::Ledger(l)) => {
@@ -157,10 +225,21 @@ impl Publisher {
                             state.spool_dirty = true;
                         }
                     }
+                    let mut rebind = state.workloads.learn_gpus(&inv.gpus);
+                    // A scenario's pods stand in for the kubelet only when no kubelet is read.
+                    if self.poll_kubelet.is_none() && let Some(allocations) = &inv.allocations {
+                        state.workloads.allocations = Some((allocations.clone(), None, PodOwners::new()));
+                        state.workloads.failing = false;
+                        rebind = true;
+                    }
+                    if rebind {
+                        state.workloads.rebind();
+                    }
                     state.inventory = inv;
                     state.first_inventory_deadline = None;
                     self.schedule(&mut state, Duration::ZERO);
                 }
+                Some(report) = kubelet.recv() => self.kubelet_report(&mut state, report),
                 () = sleep_until(next_lease) => {
                     next_lease = Instant::now() + match self.renew_lease(&mut state).await {
                         Ok(()) => { lease_backoff.reset(); self.cadence.lease_interval }
@@ -194,6 +273,17 @@ impl Publisher {
                         .iter()
                         .find(|g| g.pci_bus_id.as_deref() == Some(event.pci_bus_id.as_str()))
                         .map(|g| g.uuid.clone());
+                }
+                if let Some(uuid) = &event.gpu_uuid {
+                    let (pods, _more) = state.workloads.binding.pods_on(uuid);
+                    if !pods.is_empty() {
+                        self.metrics.xids_attributed.inc();
+                        event.pods = Some(pods);
+                    }
+                }
+                if let Some(poll) = &self.poll_kubelet {
+                    // The next XIDs (a burst) get a binding read after this one.
+                    poll.notify_one();
                 }
                 let code = event.code;
                 match state.ledger.record(event) {
@@ -242,6 +332,21 @@ impl Publisher {
         self.metrics.pending_writes.set(i64::from(state.write_due.is_some()));
     }
 
+    fn kubelet_report(&self, state: &mut State, report: KubeletReport) {
+        let was_failing = state.workloads.failing;
+        match report {
+            KubeletReport::Allocations { allocations, allocatable, owners } => {
+                state.workloads.allocations = Some((allocations, allocatable, owners));
+                state.workloads.failing = false;
+            }
+            KubeletReport::Failed(_) => state.workloads.failing = true,
+        }
+        let changed = state.workloads.rebind();
+        if changed || was_failing != state.workloads.failing {
+            self.schedule(state, self.cadence.binding_coalesce);
+        }
+    }
+
     /// Ask for a write no earlier than `delay` from now (and no earlier than the minimum write interval).
     fn schedule(&self, state: &mut State, delay: Duration) {
         let mut at = Instant::now() + delay;
@@ -253,6 +358,7 @@ impl Publisher {
 
     fn report(&self, state: &State) -> NodeReport {
         let mut gpus = state.inventory.gpus.clone();
+        state.workloads.binding.apply_to(&mut gpus);
         for gpu in &mut gpus {
             // NVML's current value wins; the kernel log's XID 154 fills in where NVML cannot tell.
             if gpu.recovery_action.is_none()
@@ -266,7 +372,15 @@ impl Publisher {
             cuda_driver_version: state.inventory.cuda_driver_version.clone(),
             nvml_version: state.inventory.nvml_version.clone(),
             gpus,
-            unsupported_fields: state.inventory.unsupported_fields.union(&self.unavailable_sources).cloned().collect(),
+            unsupported_fields: {
+                let mut fields: BTreeSet<String> =
+                    state.inventory.unsupported_fields.union(&self.unavailable_sources).cloned().collect();
+                if state.workloads.failing || (self.poll_kubelet.is_some() && state.workloads.allocations.is_none()) {
+                    fields.insert(POD_RESOURCES_FIELD.to_string());
+                }
+                fields
+            },
+            pod_resources: state.workloads.allocations.as_ref().map(|_| state.workloads.binding.status()),
             xids: state.ledger.history(),
             backend: self.backend,
             boot_id: self.boot_id.clone(),

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use gpuscope_crds::gpu_node_status::{Backend, GROUP, GpuInfo, GpuNodeStatusStatus, ProbeInfo, VERSION, XidHistory};
+use gpuscope_crds::gpu_node_status::{
+    Backend, GROUP, GpuInfo, GpuNodeStatusStatus, PodResourcesStatus, ProbeInfo, VERSION, XidHistory,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
 
@@ -29,6 +31,8 @@ pub struct NodeReport {
     pub backend: Backend,
     /// The node's boot id.
     pub boot_id: Option<String>,
+    /// The kubelet's GPU allocations beyond the per-GPU pods, when the probe reads them.
+    pub pod_resources: Option<PodResourcesStatus>,
 }
 
 /// The probe-owned part of the status for `report`, stamped with `now` as the report time.
@@ -49,6 +53,7 @@ pub fn probe_status(report: &NodeReport, now: jiff::Timestamp) -> GpuNodeStatusS
         unsupported_fields: Some(report.unsupported_fields.iter().cloned().collect()),
         gpus: Some(report.gpus.clone()),
         xids,
+        pod_resources: report.pod_resources.clone(),
         ..Default::default()
     }
 }

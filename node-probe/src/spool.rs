@@ -121,6 +121,7 @@ mod tests {
             source: XidSource::Kmsg,
             boot_id: Some("b".into()),
             sequence: Some(seq),
+            pods: None,
         }
     }
 

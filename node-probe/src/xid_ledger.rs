@@ -11,7 +11,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use gpuscope_crds::gpu_node_status::{MAX_RECENT_XIDS, MAX_XID_TOTALS, XidEvent, XidHistory, XidSource, XidTotal};
+use gpuscope_crds::gpu_node_status::{
+    MAX_PODS_PER_XID_TOTAL, MAX_RECENT_XIDS, MAX_XID_TOTALS, PodRef, XidEvent, XidHistory, XidSource, XidTotal,
+};
 use serde::{Deserialize, Serialize};
 
 /// How far apart (ms) an NVML event and a kernel-log line for the same GPU and code may be and still be one XID.
@@ -23,6 +25,20 @@ const MAX_BOOTS: usize = 8;
 
 fn total_key(pci_bus_id: &str, code: u32) -> String {
     format!("{pci_bus_id}/{code}")
+}
+
+/// Put `newest` first in a total's pod list (no duplicates, at most [`MAX_PODS_PER_XID_TOTAL`]): the workloads
+/// any occurrence of the XID hit, the latest first.
+fn merge_pods(pods: &mut Option<Vec<PodRef>>, newest: Option<&[PodRef]>) {
+    let Some(newest) = newest.filter(|n| !n.is_empty()) else { return };
+    let mut merged: Vec<PodRef> = newest.to_vec();
+    for old in pods.take().unwrap_or_default() {
+        if !merged.iter().any(|p| p.namespace == old.namespace && p.name == old.name && p.uid == old.uid) {
+            merged.push(old);
+        }
+    }
+    merged.truncate(MAX_PODS_PER_XID_TOTAL);
+    *pods = Some(merged);
 }
 
 /// What [`XidLedger::record`] did with an event.
@@ -131,6 +147,7 @@ impl XidLedger {
                 if total.gpu_uuid.is_none() {
                     total.gpu_uuid = event.gpu_uuid.clone();
                 }
+                merge_pods(&mut total.pods, event.pods.as_deref());
             }
             None => {
                 self.totals.insert(
@@ -144,6 +161,7 @@ impl XidLedger {
                         last_seen: event.time.clone(),
                         last_boot_id: event.boot_id.clone(),
                         last_message: event.message.clone(),
+                        pods: event.pods.clone().filter(|p| !p.is_empty()),
                     },
                 );
                 self.evict_totals();
@@ -183,6 +201,7 @@ impl XidLedger {
             e.process_name = e.process_name.take().or_else(|| event.process_name.clone());
             e.gpu_instance = e.gpu_instance.or(event.gpu_instance);
             e.compute_instance = e.compute_instance.or(event.compute_instance);
+            e.pods = e.pods.take().or_else(|| event.pods.clone());
             if event.source == XidSource::Kmsg {
                 // The kernel's text is richer than NVML's bare code.
                 e.message = event.message.clone().or(e.message.take());
@@ -194,6 +213,7 @@ impl XidLedger {
             if total.gpu_uuid.is_none() {
                 total.gpu_uuid = event.gpu_uuid.clone();
             }
+            merge_pods(&mut total.pods, event.pods.as_deref());
             if event.source == XidSource::Kmsg && event.message.is_some() && total.last_seen <= event.time {
                 total.last_message = event.message.clone();
             }
@@ -287,7 +307,38 @@ mod tests {
             source: XidSource::Kmsg,
             boot_id: Some("boot-a".into()),
             sequence: Some(seq),
+            pods: None,
         }
+    }
+
+    fn pod(name: &str) -> PodRef {
+        PodRef { namespace: "ml".into(), name: name.into(), uid: Some(format!("uid-{name}")), ..PodRef::default() }
+    }
+
+    #[test]
+    fn each_total_remembers_the_pods_its_occurrences_hit_newest_first_and_bounded() {
+        let mut ledger = XidLedger::new();
+        let mut first = kmsg(79, "0000:3b:00.0", 1, 1);
+        first.pods = Some(vec![pod("train-0")]);
+        ledger.record(first);
+        let mut unattributed = kmsg(79, "0000:3b:00.0", 2, 2);
+        unattributed.pods = None;
+        ledger.record(unattributed);
+        for i in 0..10u64 {
+            let mut e = kmsg(79, "0000:3b:00.0", 3 + i as i64, 3 + i);
+            e.pods = Some(vec![pod(&format!("job-{i}")), pod("train-0")]);
+            ledger.record(e);
+        }
+        let h = ledger.history();
+        let pods: Vec<String> = h.totals[0].pods.iter().flatten().map(|p| p.name.clone()).collect();
+        assert_eq!(pods.len(), MAX_PODS_PER_XID_TOTAL);
+        assert_eq!(pods[..3], ["job-9", "train-0", "job-8"], "newest occurrence's pods first, each once");
+        assert_eq!(h.recent[0].pods.as_ref().map(Vec::len), Some(2), "each raw event keeps its own pods");
+        // The NVML report of the same XID carries no pods: the kernel line's attribution stays.
+        let mut from_nvml = nvml(79, "0000:3b:00.0", 12);
+        from_nvml.pods = None;
+        assert_eq!(ledger.record(from_nvml), Recorded::MergedAcrossSources);
+        assert_eq!(ledger.history().recent[0].pods.as_ref().map(Vec::len), Some(2));
     }
 
     fn nvml(code: u32, pci: &str, secs: i64) -> XidEvent {

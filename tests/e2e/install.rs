@@ -368,7 +368,18 @@ fn probe_daemonset_runs_on_gpu_nodes_reads_the_kernel_log_and_spools_on_the_host
     let spool = volume(&mount(spool_dir).ok_or("spool not mounted")?["name"]).ok_or("spool volume")?;
     assert_eq!(spool["hostPath"]["path"], "/var/lib/gpuscope");
     assert_eq!(spool["hostPath"]["type"], "DirectoryOrCreate");
-    assert_eq!(pod["volumes"].as_array().map(Vec::len), Some(2), "no other host access");
+    // The kubelet's pod-resources directory, read-only, where the probe's default socket path points.
+    let pod_resources = mount("/var/lib/kubelet/pod-resources").ok_or("pod-resources not mounted")?;
+    assert_eq!(pod_resources["readOnly"], true);
+    let pod_resources = volume(&pod_resources["name"]).ok_or("pod-resources volume")?;
+    assert_eq!(pod_resources["hostPath"]["path"], "/var/lib/kubelet/pod-resources");
+    assert_eq!(pod_resources["hostPath"]["type"], "Directory");
+    assert_eq!(
+        gpuscope_probe::pod_resources::DEFAULT_SOCKET,
+        "/var/lib/kubelet/pod-resources/kubelet.sock",
+        "the probe's default socket is inside the mount"
+    );
+    assert_eq!(pod["volumes"].as_array().map(Vec::len), Some(3), "no other host access");
     assert!(pod["runtimeClassName"].is_null(), "the NVIDIA RuntimeClass is an option (components/nvidia-runtime)");
 
     // Sized for a probe whose RSS target is under 20 MiB.
@@ -749,13 +760,24 @@ fn probe_may_write_only_its_status_and_lease() -> TestResult {
             (&format!("create {leases} -n default"), false),
             ("get gpuhealthpolicies.gpuscope.dev", false),
             (&format!("get secrets -n {ns}"), false),
-            ("list pods --all-namespaces", false),
+            // Pods' metadata, to name the UID and controller of the pods holding its GPUs: list only.
+            ("list pods --all-namespaces", true),
+            ("get pods --all-namespaces", false),
+            ("watch pods --all-namespaces", false),
+            ("delete pods --all-namespaces", false),
+            ("patch pods --all-namespaces", false),
             ("create events --all-namespaces", false),
             ("create events.events.k8s.io --all-namespaces", false),
         ],
     )?;
     // The complete list, in its namespace: no resource outside these.
-    let allowed = BTreeSet::from([gns.to_string(), format!("{gns}/status"), "nodes".to_string(), leases.to_string()]);
+    let allowed = BTreeSet::from([
+        gns.to_string(),
+        format!("{gns}/status"),
+        "nodes".to_string(),
+        "pods".to_string(),
+        leases.to_string(),
+    ]);
     for (resource, verbs) in rules(cp, Identity::Probe, ns)? {
         if is_self_review(&resource) {
             continue;

@@ -11,3 +11,4 @@ mod nvml_backend;
 mod operator;
 mod probe;
 mod system;
+mod workloads;

@@ -40,7 +40,7 @@ const CONSOLE_ORIGIN: &str = "http://console.example:8443";
 const BODY_LIMIT: usize = 64 * 1024;
 
 /// Install the namespace and the facade's RBAC from config/, once per control plane.
-fn shared_with_rbac() -> Result<&'static ControlPlane, String> {
+pub(crate) fn shared_with_rbac() -> Result<&'static ControlPlane, String> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     let cp = ControlPlane::shared().map_err(|e| e.to_string())?;
     DONE.get_or_init(|| install_rbac(cp)).clone()?;
@@ -209,7 +209,7 @@ fn log_file(cp: &ControlPlane, what: &str) -> Result<(PathBuf, std::fs::File), s
 }
 
 /// The facade over stdio, with an MCP client negotiating `version` (None: the client's default).
-async fn stdio_client(
+pub(crate) async fn stdio_client(
     cp: &ControlPlane,
     version: Option<ProtocolVersion>,
 ) -> Result<Client, Box<dyn std::error::Error>> {
@@ -232,7 +232,7 @@ async fn call(client: &Client, tool: &str, args: Value) -> Result<CallToolResult
 }
 
 /// The structured content of a successful call.
-async fn answer(client: &Client, tool: &str, args: Value) -> Result<Value, Box<dyn std::error::Error>> {
+pub(crate) async fn answer(client: &Client, tool: &str, args: Value) -> Result<Value, Box<dyn std::error::Error>> {
     let r = call(client, tool, args.clone()).await?;
     if r.is_error == Some(true) {
         return Err(format!("{tool} {args} failed: {}", text(&r)).into());
@@ -241,7 +241,7 @@ async fn answer(client: &Client, tool: &str, args: Value) -> Result<Value, Box<d
 }
 
 /// The error text of a call that must fail as a tool error.
-async fn tool_error(client: &Client, tool: &str, args: Value) -> Result<String, Box<dyn std::error::Error>> {
+pub(crate) async fn tool_error(client: &Client, tool: &str, args: Value) -> Result<String, Box<dyn std::error::Error>> {
     let r = call(client, tool, args.clone()).await?;
     if r.is_error != Some(true) {
         return Err(format!("{tool} {args} should have failed: {}", text(&r)).into());
@@ -301,10 +301,11 @@ struct Surface {
     ns: String,
 }
 
-const TOOLS: [&str; 8] = [
+const TOOLS: [&str; 9] = [
     "analyze_kernel_log",
     "analyze_xid_errors",
     "describe_gpu_node",
+    "explain_pod_gpu_failure",
     "explain_xid",
     "get_fleet_summary",
     "get_gpu_health",
@@ -745,13 +746,19 @@ async fn wait_for_status(
 }
 
 /// The facade over HTTP on a free port, token from a file; waits until `/readyz` answers 200.
-async fn start_http(cp: &ControlPlane, extra: &[&str]) -> Result<(Process, SocketAddr), Box<dyn std::error::Error>> {
+pub(crate) async fn start_http(
+    cp: &ControlPlane,
+    extra: &[&str],
+) -> Result<(Process, SocketAddr), Box<dyn std::error::Error>> {
     let (mut process, addr) = spawn_http(cp, TokenFrom::File, extra)?;
     wait_for_status(&mut process, addr, "/readyz", 200, Duration::from_secs(30)).await?;
     Ok((process, addr))
 }
 
-async fn http_client(addr: SocketAddr, version: Option<ProtocolVersion>) -> Result<Client, Box<dyn std::error::Error>> {
+pub(crate) async fn http_client(
+    addr: SocketAddr,
+    version: Option<ProtocolVersion>,
+) -> Result<Client, Box<dyn std::error::Error>> {
     let revision = version.map(Revision::Initialize).unwrap_or(Revision::Default);
     http_client_as(addr, TOKEN, &revision).await
 }

@@ -134,7 +134,7 @@ fn full_inventory_equals_the_configured_values() -> TestResult {
         }),
         retired_pages: Some(RetiredPages { single_bit_ecc: 2, double_bit_ecc: 1, pending: true }),
         remapped_rows: Some(RemappedRows { correctable: 4, uncorrectable: 1, pending: true, failure: false }),
-        mig: Some(MigInfo { enabled: false, pending_enabled: Some(false), device_count: Some(0) }),
+        mig: Some(MigInfo { enabled: false, pending_enabled: Some(false), device_count: Some(0), device_uuids: None }),
         nvlinks: Some(NvLinks { count: 4, inactive: vec![2] }),
         recovery_action: Some(RecoveryActionStatus {
             code: 2,
@@ -142,6 +142,8 @@ fn full_inventory_equals_the_configured_values() -> TestResult {
             source: XidSource::Nvml,
             time: None,
         }),
+        pods: None,
+        pods_omitted: None,
     };
     assert_eq!(gpu(&snapshot, 0)?, &h100);
 
@@ -152,7 +154,10 @@ fn full_inventory_equals_the_configured_values() -> TestResult {
     assert_eq!(a100.throttle_reasons, Some(vec![]));
     // ECC off: the mode is reported and the counters are not asked for.
     assert_eq!(a100.ecc, Some(EccCounters { enabled: false, ..Default::default() }));
-    assert_eq!(a100.mig, Some(MigInfo { enabled: true, pending_enabled: Some(true), device_count: Some(3) }));
+    assert_eq!(
+        a100.mig,
+        Some(MigInfo { enabled: true, pending_enabled: Some(true), device_count: Some(3), device_uuids: None })
+    );
     assert_eq!(a100.nvlinks.as_ref(), Some(&NvLinks { count: 12, inactive: vec![] }));
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod control_plane;
 pub mod demo;
+pub mod fake_kubelet;
 pub mod fake_nvml;
 pub mod fixtures;
 pub mod process;

@@ -1,8 +1,9 @@
 //! `get_pod_gpu_allocation`: which pods hold GPUs on which nodes, per namespace and node, flagging pods that sit
 //! on unhealthy GPU nodes.
 //!
-//! Which physical GPU a pod got is the device plugin's and kubelet's business; the probe does not report it, so
-//! pods are attributed to nodes, not to GPU UUIDs.
+//! Which physical GPU a pod got comes from the probe, which reads the kubelet's pod-resources API: each pod lists
+//! the GPUs (index, UUID) it holds where the probe reports them (`binding: exact`), and falls back to its request
+//! counts where it does not (`binding: requested`: no probe, or a probe that cannot read the kubelet).
 
 use std::collections::BTreeMap;
 
@@ -75,6 +76,10 @@ pub struct AllocationTotals {
     pub gpus_allocatable: u64,
     /// Pods bound to nodes whose GPUs the operator finds Unhealthy.
     pub pods_on_unhealthy_nodes: usize,
+    /// Bound pods whose exact GPUs the probe reports (the rest are known by their requests only).
+    pub pods_with_exact_gpus: usize,
+    /// Bound pods holding a GPU the operator finds Unhealthy.
+    pub pods_on_unhealthy_gpus: usize,
 }
 
 /// GPUs per namespace.
@@ -123,6 +128,25 @@ pub struct PodAllocation {
     /// Health of the node's GPUs (when bound).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_health: Option<Health>,
+    /// "exact": `held_gpus` are the GPUs the kubelet assigned (the probe's binding); "requested": only the request
+    /// counts are known.
+    pub binding: String,
+    /// The GPUs it holds (index, UUID, and the operator's verdict on each), when the binding is exact.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_gpus: Vec<HeldGpu>,
+}
+
+/// A GPU a pod holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct HeldGpu {
+    /// NVML index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// UUID.
+    pub uuid: String,
+    /// The operator's verdict on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
 }
 
 impl Answer for Allocation {
@@ -192,9 +216,31 @@ pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, Tool
             }
             None => totals.pending += 1,
         }
+        let key = format!("{}/{}", p.namespace, p.name);
+        let held_gpus: Vec<HeldGpu> = bound_to
+            .as_deref()
+            .and_then(|n| snap.status(n))
+            .map(|status| {
+                status
+                    .facts
+                    .gpus
+                    .iter()
+                    .filter(|g| g.pods.iter().any(|k| **k == *key))
+                    .map(|g| HeldGpu { index: g.index, uuid: g.uuid.to_string(), health: g.health })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !held_gpus.is_empty() {
+            totals.pods_with_exact_gpus += 1;
+        }
+        if held_gpus.iter().any(|g| g.health == Some(Health::Unhealthy)) {
+            totals.pods_on_unhealthy_gpus += 1;
+        }
         rows.push(PodAllocation {
             namespace: p.namespace.clone(),
             name: p.name.clone(),
+            binding: if held_gpus.is_empty() { "requested" } else { "exact" }.to_string(),
+            held_gpus,
             node: bound_to,
             phase: p.phase.clone().unwrap_or_else(|| "Unknown".into()),
             gpus: requests,
@@ -207,8 +253,10 @@ pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, Tool
         None => snap.nodes().iter().map(|n| whole_gpus(n.gpu_allocatable.iter())).sum(),
     };
 
-    // Pods on unhealthy nodes first: they are the ones to act on.
-    rows.sort_by_key(|r| r.node_health != Some(Health::Unhealthy));
+    // Pods on unhealthy GPUs first, then on unhealthy nodes: they are the ones to act on.
+    rows.sort_by_key(|r| {
+        (!r.held_gpus.iter().any(|g| g.health == Some(Health::Unhealthy)), r.node_health != Some(Health::Unhealthy))
+    });
     let mut by_namespace: Vec<NamespaceAllocation> =
         namespaces.into_iter().map(|(namespace, (pods, gpus))| NamespaceAllocation { namespace, pods, gpus }).collect();
     by_namespace.sort_by(|a, b| b.gpus.cmp(&a.gpus).then_with(|| a.namespace.cmp(&b.namespace)));
@@ -250,8 +298,20 @@ pub fn answer(snap: &Snapshot, args: &AllocationArgs) -> Result<Allocation, Tool
     if totals.mig_slices_requested > 0 {
         verdict.push_str(&format!("; {} MIG slices requested", totals.mig_slices_requested));
     }
+    if totals.bound > 0 {
+        verdict.push_str(&format!(
+            "; exact GPUs known for {} of {} (the probe's pod-resources binding)",
+            totals.pods_with_exact_gpus, totals.bound
+        ));
+    }
     verdict.push('.');
-    let action = if totals.pods_on_unhealthy_nodes > 0 {
+    let action = if totals.pods_on_unhealthy_gpus > 0 {
+        let first = pods_out.first().map(|p| format!(" (first: {}/{})", p.namespace, p.name)).unwrap_or_default();
+        format!(
+            "{} hold Unhealthy GPUs{first}: reschedule them; explain_pod_gpu_failure tells whether a failure was the GPU.",
+            plural(totals.pods_on_unhealthy_gpus, "pod")
+        )
+    } else if totals.pods_on_unhealthy_nodes > 0 {
         let first = pods_out.first().map(|p| format!(" (first: {}/{})", p.namespace, p.name)).unwrap_or_default();
         format!(
             "{} run on nodes with Unhealthy GPUs{first}: drain those nodes or reschedule the pods; see get_gpu_health.",
@@ -298,10 +358,11 @@ mod tests {
     use super::*;
     use crate::gpu_resources::fixtures::{node, pod};
     use crate::snapshot::fixtures::snapshot;
-    use crate::status_fixtures::{healthy, with_verdict};
+    use crate::status_fixtures::{healthy, holding, with_verdict};
 
     fn cluster() -> Snapshot {
         let bad = with_verdict(healthy("n2", 8), 0, Health::Unhealthy, &["XidFallenOffBus"], "");
+        let bad = holding(bad, 0, "ml", "train-1");
         snapshot(
             vec![healthy("n1", 8), bad],
             vec![node("n1", 8), node("n2", 8)],
@@ -329,7 +390,9 @@ mod tests {
                 gpus_held: 7,
                 mig_slices_requested: 2,
                 gpus_allocatable: 16,
-                pods_on_unhealthy_nodes: 1
+                pods_on_unhealthy_nodes: 1,
+                pods_with_exact_gpus: 1,
+                pods_on_unhealthy_gpus: 1,
             }
         );
         assert_eq!(a.pods[0].name, "train-1", "the pod on the unhealthy node comes first");
@@ -338,9 +401,18 @@ mod tests {
         assert_eq!(a.by_node[0].gpus_held, 5);
         assert_eq!(
             a.verdict,
-            "4 bound pods in cluster test hold 7 of 16 allocatable GPUs; 1 pod waits for a node; 2 MIG slices requested."
+            "4 bound pods in cluster test hold 7 of 16 allocatable GPUs; 1 pod waits for a node; 2 MIG slices \
+             requested; exact GPUs known for 1 of 4 (the probe's pod-resources binding)."
         );
         assert!(a.action.contains("(first: ml/train-1)"), "{}", a.action);
+        assert!(a.action.contains("explain_pod_gpu_failure"), "{}", a.action);
+        // train-1 holds GPU 0 of n2, which is Unhealthy: exact; the others are known by their requests.
+        assert_eq!(a.pods[0].binding, "exact");
+        assert_eq!(
+            a.pods[0].held_gpus,
+            [HeldGpu { index: Some(0), uuid: crate::status_fixtures::uuid("n2", 0), health: Some(Health::Unhealthy) }]
+        );
+        assert!(a.pods[1..].iter().all(|p| p.binding == "requested" && p.held_gpus.is_empty()));
     }
 
     #[test]

@@ -117,6 +117,10 @@ pub struct GpuDetail {
     /// Present (true) when NVML no longer lists this GPU and only the operator's verdict remembers it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub missing: bool,
+    /// The pods on it ("namespace/name (Kind/controller)"), from the probe's pod-resources binding; for a missing
+    /// GPU, the pods its XIDs hit. On a sick GPU this is the blast radius.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
     /// Telemetry and counters as the probe last wrote them, where they differ from `gpu_common` (inline in the
     /// GPU's entry): a field absent here and there was not reported (see `unsupported_fields`).
     #[serde(flatten)]
@@ -426,23 +430,33 @@ fn gpu_details(s: &GpuNodeStatusStatus, node: &str) -> (Vec<GpuDetail>, Option<G
         .iter()
         .zip(measured)
         .map(|(g, telemetry)| {
-            detail(
+            let mut d = detail(
                 GpuRef { index: Some(g.index), uuid: Some(g.uuid.clone()), pci_bus_id: g.pci_bus_id.clone() },
                 verdicts.iter().find(|v| v.uuid == g.uuid),
                 false,
                 telemetry,
                 node,
-            )
+            );
+            d.pods = pod_labels(g.pods.iter().flatten());
+            if let Some(more) = g.pods_omitted.filter(|n| *n > 0) {
+                d.pods.push(format!("+{more} more"));
+            }
+            d
         })
         .collect();
     for v in verdicts.iter().filter(|v| !infos.iter().any(|g| g.uuid == v.uuid)) {
-        out.push(detail(
+        let mut d = detail(
             GpuRef { index: v.index, uuid: Some(v.uuid.clone()), pci_bus_id: None },
             Some(v),
             true,
             GpuTelemetry::default(),
             node,
-        ));
+        );
+        // Gone from NVML: the pods its XIDs hit are its blast radius.
+        let hit = s.xids.iter().flat_map(|x| x.totals.iter()).filter(|t| t.gpu_uuid.as_deref() == Some(&v.uuid));
+        d.pods = pod_labels(hit.flat_map(|t| t.pods.iter().flatten()));
+        d.pods.truncate(gpuscope_crds::gpu_node_status::MAX_PODS_PER_GPU);
+        out.push(d);
     }
     (out, common)
 }
@@ -455,7 +469,30 @@ fn detail(gpu: GpuRef, v: Option<&GpuVerdict>, missing: bool, telemetry: GpuTele
             None => format!("Inspect {node}."),
         })
     });
-    GpuDetail { gpu, health, reasons: v.map(|v| v.reasons.clone()).unwrap_or_default(), action, missing, telemetry }
+    GpuDetail {
+        gpu,
+        health,
+        reasons: v.map(|v| v.reasons.clone()).unwrap_or_default(),
+        action,
+        missing,
+        pods: Vec::new(),
+        telemetry,
+    }
+}
+
+/// "namespace/name (Kind/controller)" of each pod.
+fn pod_labels<'a>(pods: impl IntoIterator<Item = &'a gpuscope_crds::gpu_node_status::PodRef>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in pods {
+        let label = match &p.controller {
+            Some(c) => format!("{} ({c})", p.key()),
+            None => p.key(),
+        };
+        if !out.contains(&label) {
+            out.push(label);
+        }
+    }
+    out
 }
 
 /// The newest totals, and the catalog entry of each code among them.

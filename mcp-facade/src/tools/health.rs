@@ -107,6 +107,9 @@ pub struct Problem {
     pub action: Option<String>,
     /// Whether the probe is reporting (a stale probe means the verdict may be old).
     pub probe: ProbeState,
+    /// The blast radius: the pods holding this GPU now ("namespace/name (Job/x)"), from the probe's binding.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<String>,
 }
 
 /// What to do about one reason, said once for every node that has it.
@@ -197,7 +200,13 @@ pub fn node_problems(o: Option<&StatusFacts>, name: &str, probe: ProbeState, onl
         .filter(|v| only.is_none_or(|wanted| wanted.iter().any(|w| w.uuid.as_deref() == Some(v.uuid.as_str()))))
         .map(|v| {
             // Identity from the inventory (index, PCI address), else from the verdict (a vanished GPU).
-            let gpu = o.and_then(|o| o.inventory().find(|g| *g.uuid == *v.uuid)).map(gpu_ref).unwrap_or(GpuRef {
+            let inventoried = o.and_then(|o| o.inventory().find(|g| *g.uuid == *v.uuid));
+            // A GPU gone from the inventory (fell off the bus) has no binding: the pods its XIDs hit are its radius.
+            let workloads: Vec<String> = match inventoried {
+                Some(g) => g.workloads.iter().map(|w| w.to_string()).collect(),
+                None => attributed_to(o, &v.uuid),
+            };
+            let gpu = inventoried.map(gpu_ref).unwrap_or(GpuRef {
                 index: v.index,
                 uuid: Some(v.uuid.clone()),
                 pci_bus_id: None,
@@ -213,6 +222,7 @@ pub fn node_problems(o: Option<&StatusFacts>, name: &str, probe: ProbeState, onl
                 reasons: v.reasons.clone(),
                 action: Some(action),
                 probe,
+                workloads,
             }
         })
         .collect();
@@ -237,8 +247,28 @@ pub fn node_problems(o: Option<&StatusFacts>, name: &str, probe: ProbeState, onl
             action: Some(actions::for_reason(&why, name)),
             reasons: vec![why],
             probe,
+            workloads: Vec::new(),
         });
     }
+    out
+}
+
+/// The pods the XIDs of GPU `uuid` were attributed to, newest first, at most 4.
+fn attributed_to(o: Option<&StatusFacts>, uuid: &str) -> Vec<String> {
+    let Some(history) = o.and_then(|o| o.xids.as_deref()) else { return Vec::new() };
+    let mut out: Vec<String> = Vec::new();
+    for pod in
+        history.totals.iter().filter(|t| t.gpu_uuid.as_deref() == Some(uuid)).flat_map(|t| t.pods.iter().flatten())
+    {
+        let label = match &pod.controller {
+            Some(c) => format!("{} ({c})", pod.key()),
+            None => pod.key(),
+        };
+        if !out.contains(&label) {
+            out.push(label);
+        }
+    }
+    out.truncate(gpuscope_crds::gpu_node_status::MAX_PODS_PER_GPU);
     out
 }
 

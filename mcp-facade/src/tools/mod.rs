@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod health;
 pub mod inventory;
 pub mod kernel_log;
+pub mod pod_failure;
 pub mod xids;
 
 #[cfg(test)]

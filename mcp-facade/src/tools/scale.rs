@@ -141,7 +141,12 @@ fn gpu(i: usize, g: u32) -> GpuInfo {
         }),
         retired_pages: None,
         remapped_rows: Some(RemappedRows { correctable: 0, uncorrectable: 0, pending: false, failure: false }),
-        mig: Some(MigInfo { enabled: a, pending_enabled: Some(a), device_count: Some(if a { 7 } else { 0 }) }),
+        mig: Some(MigInfo {
+            enabled: a,
+            pending_enabled: Some(a),
+            device_count: Some(if a { 7 } else { 0 }),
+            device_uuids: None,
+        }),
         nvlinks: Some(NvLinks { count: if a { 12 } else { 18 }, inactive: vec![] }),
         recovery_action: Some(RecoveryActionStatus {
             code: 0,
@@ -149,6 +154,8 @@ fn gpu(i: usize, g: u32) -> GpuInfo {
             source: XidSource::Nvml,
             time: None,
         }),
+        pods: None,
+        pods_omitted: None,
     }
 }
 
@@ -211,6 +218,7 @@ fn status(i: usize) -> GpuNodeStatus {
                 last_seen: t(&last),
                 last_boot_id: Some(boot.clone()),
                 last_message: Some(message.into()),
+                pods: None,
             }],
             recent: (0..repeats)
                 .map(|seq| XidEvent {
@@ -226,6 +234,7 @@ fn status(i: usize) -> GpuNodeStatus {
                     source: XidSource::Kmsg,
                     boot_id: Some(boot.clone()),
                     sequence: Some(1000 + seq),
+                    pods: None,
                 })
                 .collect(),
         });
@@ -321,6 +330,7 @@ fn status(i: usize) -> GpuNodeStatus {
             probe_reporting,
         ]),
         observed_generation: Some(1),
+        pod_resources: None,
     });
     o
 }

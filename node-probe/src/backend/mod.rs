@@ -54,6 +54,9 @@ pub struct NodeSnapshot {
     /// Fields that failed for another reason (permission, driver error), keyed by "gpus[<index>].<field>" or the
     /// status field, with NVML's message; omitted from the snapshot like unsupported ones, but worth logging.
     pub field_errors: BTreeMap<String, String>,
+    /// Pods on the GPUs, when the backend knows them itself (a simulated scenario's `pods`); `None` for NVML,
+    /// where the kubelet's pod-resources API tells.
+    pub allocations: Option<Vec<crate::pod_resources::Allocation>>,
 }
 
 /// A GPU that NVML enumerates but reports as lost, with whatever identity was read before it was.
@@ -98,6 +101,7 @@ impl NvmlXidEvent {
             source: XidSource::Nvml,
             boot_id: boot_id.map(str::to_owned),
             sequence: None,
+            pods: None,
         })
     }
 }

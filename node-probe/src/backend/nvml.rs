@@ -328,6 +328,8 @@ fn read_gpu(device: &Device<'_>, index: u32, r: &mut FieldReader) -> GpuInfo {
         retired_pages,
         remapped_rows,
         mig,
+        pods: None,
+        pods_omitted: None,
         nvlinks,
         recovery_action,
     }
@@ -417,24 +419,32 @@ fn sample_as_u64(sample: Result<FieldValueSample, NvmlError>) -> Result<u64, Rea
 fn read_mig(device: &Device<'_>, r: &mut FieldReader) -> Option<MigInfo> {
     let mode = r.read("gpus.mig", || Ok(device.mig_mode()?))?;
     let enabled = mode.current == MIG_ENABLED;
-    let device_count = if enabled {
-        r.read("gpus.mig.deviceCount", || {
-            // nvmlDeviceGetMaxMigDeviceCount is the capacity; the configured devices are the slots that answer.
+    let (device_count, device_uuids) = if enabled {
+        // nvmlDeviceGetMaxMigDeviceCount is the capacity; the configured devices are the slots that answer. Their
+        // UUIDs ("MIG-…") are how the kubelet names a MIG device a pod holds.
+        let mut uuids = Vec::new();
+        let count = r.read("gpus.mig.deviceCount", || {
             let slots = device.mig_device_count()?;
             let mut configured = 0;
             for slot in 0..slots {
                 match device.mig_device_by_index(slot) {
-                    Ok(_) => configured += 1,
+                    Ok(mig) => {
+                        configured += 1;
+                        if let Ok(uuid) = mig.uuid() {
+                            uuids.push(uuid);
+                        }
+                    }
                     Err(NvmlError::NotFound) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
             Ok(configured)
-        })
+        });
+        (count, (!uuids.is_empty()).then_some(uuids))
     } else {
-        Some(0)
+        (Some(0), None)
     };
-    Some(MigInfo { enabled, pending_enabled: Some(mode.pending == MIG_ENABLED), device_count })
+    Some(MigInfo { enabled, pending_enabled: Some(mode.pending == MIG_ENABLED), device_count, device_uuids })
 }
 
 fn read_nvlinks(device: &Device<'_>, r: &mut FieldReader) -> Option<NvLinks> {

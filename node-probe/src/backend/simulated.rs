@@ -22,6 +22,11 @@
 //! moves the GPU to `lost_gpus`; `recoveryAction` {code} sets the driver's recovery action; `update` {set} applies
 //! a JSON merge patch to the GPU entry (any field but `index`).
 //!
+//! Pods on the GPUs (what the kubelet's pod-resources API reports on a real node) are listed under `pods`, each
+//! with the GPU indexes it holds and optionally when it starts and stops (`after`/`until`, seconds), e.g.
+//! `pods: [{ namespace: ml, name: train-0, container: trainer, gpus: [0, 1], controller: Job/train, after: 10 }]`.
+//! A `deviceId` replaces the GPU's UUID as the device id (a MIG device, a time-slicing replica, an unmappable id).
+//!
 //! [`SimulatedBackend::snapshot`] is a pure function of the scenario and the elapsed time on an injectable
 //! [`Clock`], so tests step through a timeline deterministically with [`ManualClock`].
 
@@ -40,6 +45,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
+
+use crate::pod_resources::Allocation;
+use crate::pod_resources::binding::WHOLE_GPU_RESOURCE;
 
 use super::{
     BackendError, EventThread, GpuBackend, LostGpu, NodeSnapshot, NvmlXidEvent, XidEvents, send_until_stopped,
@@ -118,6 +126,35 @@ pub struct Scenario {
     pub gpus: Vec<GpuInfo>,
     /// The timeline, ordered by time (stable: events at the same second keep file order).
     pub events: Vec<TimedEvent>,
+    /// Pods holding GPUs, with their lifetimes.
+    pub pods: Vec<ScenarioPod>,
+}
+
+/// A pod of a scenario: which GPUs it holds and when.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScenarioPod {
+    /// Namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub name: String,
+    /// Container name (default "main").
+    #[serde(default)]
+    pub container: Option<String>,
+    /// GPU indexes it holds.
+    pub gpus: Vec<u32>,
+    /// The device id the kubelet would report instead of the GPU's UUID.
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// Extended resource (default "nvidia.com/gpu").
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Seconds from the start when it starts holding the GPUs (default 0).
+    #[serde(default)]
+    pub after: u64,
+    /// Seconds from the start when it stops (default: never).
+    #[serde(default)]
+    pub until: Option<u64>,
 }
 
 /// One event of a scenario's timeline.
@@ -183,6 +220,8 @@ struct RawScenario {
     gpus: Vec<Value>,
     #[serde(default)]
     events: Vec<RawEvent>,
+    #[serde(default)]
+    pods: Vec<ScenarioPod>,
 }
 
 #[derive(Deserialize)]
@@ -308,7 +347,18 @@ impl Scenario {
             events.push(event);
         }
         events.sort_by_key(|e| e.after);
-        Ok(Scenario { description: raw.description, node: raw.node, gpus, events })
+        for (i, pod) in raw.pods.iter().enumerate() {
+            if let Some(missing) = pod.gpus.iter().find(|g| !indexes.contains(g)) {
+                return Err(format!(
+                    "pods[{i}] ({}/{}): there is no GPU with index {missing}",
+                    pod.namespace, pod.name
+                ));
+            }
+            if pod.namespace.is_empty() || pod.name.is_empty() {
+                return Err(format!("pods[{i}]: a pod needs a namespace and a name"));
+            }
+        }
+        Ok(Scenario { description: raw.description, node: raw.node, gpus, events, pods: raw.pods })
     }
 
     /// The node as it is `elapsed` after the start; `started` dates what the timeline sets (recovery actions).
@@ -373,7 +423,33 @@ impl Scenario {
             unsupported_fields: self.node.unsupported_fields.iter().cloned().collect(),
             lost_gpus,
             field_errors: Default::default(),
+            allocations: (!self.pods.is_empty()).then(|| self.allocations_at(elapsed)),
         }
+    }
+
+    /// The pods holding GPUs `elapsed` after the start, as the kubelet would report them.
+    pub fn allocations_at(&self, elapsed: Duration) -> Vec<Allocation> {
+        let secs = elapsed.as_secs();
+        let mut out: Vec<Allocation> = self
+            .pods
+            .iter()
+            .filter(|p| p.after <= secs && p.until.is_none_or(|until| secs < until))
+            .flat_map(|p| {
+                p.gpus.iter().filter_map(move |index| {
+                    let gpu = self.gpus.iter().find(|g| g.index == *index)?;
+                    Some(Allocation {
+                        namespace: p.namespace.clone(),
+                        pod: p.name.clone(),
+                        container: p.container.clone().unwrap_or_else(|| "main".into()),
+                        resource: p.resource.clone().unwrap_or_else(|| WHOLE_GPU_RESOURCE.into()),
+                        device_ids: vec![p.device_id.clone().unwrap_or_else(|| gpu.uuid.clone())],
+                        dra: false,
+                    })
+                })
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// The XIDs of the timeline, in order, as the XID channel delivers them.

@@ -89,6 +89,7 @@ fn xid(gpu: u32, code: u32, at: Timestamp) -> XidEvent {
         source: XidSource::Kmsg,
         boot_id: Some(BOOT.into()),
         sequence: None,
+        pods: None,
     }
 }
 
@@ -124,6 +125,7 @@ fn record(input: &mut EvaluationInput, events: impl IntoIterator<Item = XidEvent
                 last_seen: e.time.clone(),
                 last_boot_id: e.boot_id.clone(),
                 last_message: e.message.clone(),
+                pods: None,
             }),
         }
         history.recent.push(e);

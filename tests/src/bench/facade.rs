@@ -16,8 +16,8 @@ use gpuscope_probe::xid_ledger::XidLedger;
 
 use super::facade_calls::{ToolFigure, measure_tools, print_facade_rss, print_tools, spawn_facade, wait_ready};
 use super::fleet_plan::{
-    BenchResult, Trouble, a100, boot_id, for_each_concurrently, gpus_of, node_names, node_templates, planned_xids,
-    products, register_nodes_and_pods, spawn_operator, wait_converged,
+    BenchResult, Trouble, a100, boot_id, for_each_concurrently, gpus_of, node_names, node_templates, planned_binding,
+    planned_xids, products, register_nodes_and_pods, spawn_operator, wait_converged,
 };
 use super::stats::ProcSample;
 use crate::control_plane::INSTALL_NAMESPACE;
@@ -102,7 +102,9 @@ async fn one_size(n: usize, calls: usize) -> BenchResult<(FacadeReport, Running)
     };
     for_each_concurrently(names.iter().enumerate(), |(i, name)| {
         let template = &templates[usize::from(a100(i))];
-        let gpus = gpus_of(i, &templates);
+        let mut gpus = gpus_of(i, &templates);
+        let binding = planned_binding(i, &gpus);
+        binding.apply_to(&mut gpus);
         let mut ledger = XidLedger::new();
         for gpu in &gpus {
             if let Some(pci) = &gpu.pci_bus_id {
@@ -121,6 +123,7 @@ async fn one_size(n: usize, calls: usize) -> BenchResult<(FacadeReport, Running)
             xids: ledger.history(),
             backend: Backend::Simulated,
             boot_id: Some(boot_id(i)),
+            pod_resources: Some(binding.status()),
         };
         let (client, settings) = (probe.clone(), lease(name));
         async move {

@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::facade_calls::{ToolFigure, measure_tools, print_facade_rss, print_tools, spawn_facade};
 use super::fleet_plan::{
-    BenchResult, Trouble, a100, boot_id, gpus_of, node_names, node_templates, planned_xids, products,
-    register_nodes_and_pods, spawn_operator, wait_converged,
+    BenchResult, Trouble, a100, boot_id, gpus_of, node_names, node_templates, planned_allocations, planned_xids,
+    products, register_nodes_and_pods, spawn_operator, wait_converged,
 };
 use super::stats::ProcSample;
 use crate::control_plane::INSTALL_NAMESPACE;
@@ -115,7 +115,9 @@ async fn one_size(n: usize, cfg: &FleetBench) -> BenchResult<FleetReport> {
             nvml_version: template.nvml_version.clone(),
             gpus: gpus_of(i, &templates),
             unsupported_fields: template.unsupported_fields.clone(),
+            allocations: None,
         };
+        let inventory = Inventory { allocations: Some(planned_allocations(i, &inventory.gpus)), ..inventory };
         let (inv_tx, inv_rx) = mpsc::channel(1);
         let (obs_tx, obs_rx) = mpsc::channel(8);
         for xid in planned_xids(i, &inventory.gpus) {
@@ -135,9 +137,12 @@ async fn one_size(n: usize, cfg: &FleetBench) -> BenchResult<FleetReport> {
             metrics: metrics.clone(),
             readiness: Readiness::default(),
             unavailable_sources: Default::default(),
+            poll_kubelet: None,
         };
         let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(publisher.run(obs_rx, inv_rx, async move {
+        // The planned pods come with the inventory (as a simulated scenario's do): no kubelet to ask.
+        let (_no_kubelet, kubelet_rx) = mpsc::channel(1);
+        tasks.push(tokio::spawn(publisher.run(obs_rx, inv_rx, kubelet_rx, async move {
             let _ = stop.wait_for(|s| *s).await;
         })));
     }

@@ -10,6 +10,7 @@ use gpuscope_crds::GpuNodeStatus;
 use gpuscope_crds::gpu_node_status::{GpuInfo, XidEvent, XidSource};
 use gpuscope_crds::health::Health;
 use gpuscope_probe::backend::{NodeSnapshot, Scenario};
+use gpuscope_probe::pod_resources::{Allocation, Binding, PodOwners};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PostParams};
@@ -102,8 +103,31 @@ pub fn boot_id(i: usize) -> String {
     format!("00000000-0000-4000-8000-{i:012x}")
 }
 
-/// The XIDs the plan gives node `i` (on its GPUs `gpus`), as the kernel-log reader would report them.
+/// The GPU pod the plan puts on node `i` (`train-<i>`, the pod [`register_nodes_and_pods`] creates), holding its
+/// first 1 to 8 GPUs, as the kubelet's pod-resources API would report it.
+pub fn planned_allocations(i: usize, gpus: &[GpuInfo]) -> Vec<Allocation> {
+    gpus.iter()
+        .take(1 + i % 8)
+        .map(|g| Allocation {
+            namespace: WORKLOAD_NAMESPACE.into(),
+            pod: format!("train-{i:05}"),
+            container: "main".into(),
+            resource: "nvidia.com/gpu".into(),
+            device_ids: vec![g.uuid.clone()],
+            dra: false,
+        })
+        .collect()
+}
+
+/// The binding of node `i`'s planned pod to its GPUs.
+pub fn planned_binding(i: usize, gpus: &[GpuInfo]) -> Binding {
+    Binding::new(&planned_allocations(i, gpus), gpus, &PodOwners::new(), Some(8))
+}
+
+/// The XIDs the plan gives node `i` (on its GPUs `gpus`), as the kernel-log reader would report them, attributed to
+/// the planned pod where it holds the GPU (as the probe attributes them).
 pub fn planned_xids(i: usize, gpus: &[GpuInfo]) -> Vec<XidEvent> {
+    let binding = planned_binding(i, gpus);
     let Some((gpu, code, message, repeats)) = Trouble::of(i).xids() else { return Vec::new() };
     let pci = gpus.get(gpu).and_then(|g| g.pci_bus_id.clone()).unwrap_or_default();
     (0..repeats)
@@ -120,6 +144,7 @@ pub fn planned_xids(i: usize, gpus: &[GpuInfo]) -> Vec<XidEvent> {
             source: XidSource::Kmsg,
             boot_id: Some(boot_id(i)),
             sequence: Some(1000 + u64::from(seq)),
+            pods: gpus.get(gpu).map(|g| binding.pods_on(&g.uuid).0).filter(|p| !p.is_empty()),
         })
         .collect()
 }
