@@ -443,6 +443,18 @@ fn first_sentence(text: &str) -> &str {
     text.find(". ").map_or(text, |i| &text[..=i])
 }
 
+/// The GPU an XID record names (PCI bus id, maybe UUID): from the inventory, or from the operator's verdicts for a
+/// GPU gone from it (fell off the bus), which still carry its index.
+fn gpu_of(facts: &StatusFacts, pci_bus_id: &str, uuid: Option<&str>) -> crate::tools::common::GpuRef {
+    let mut gpu = crate::tools::common::gpu_at(facts, pci_bus_id, uuid);
+    if gpu.index.is_none()
+        && let Some(known) = facts.gpus.iter().find(|g| gpu.uuid.as_deref() == Some(&*g.uuid))
+    {
+        gpu.index = known.index;
+    }
+    gpu
+}
+
 /// Whether any XID record of `history` names the pod.
 fn names_pod(history: &XidHistory, same_pod: &impl Fn(&PodRef) -> bool) -> bool {
     history.recent.iter().flat_map(|e| e.pods.iter().flatten()).any(same_pod)
@@ -477,7 +489,7 @@ fn held_gpus(facts: &StatusFacts, node: &str, key: &str, same_pod: &impl Fn(&Pod
                     .map(|t| (t.pci_bus_id.as_str(), t.gpu_uuid.as_deref())),
             );
         for (pci, uuid) in attributed {
-            let gpu = crate::tools::common::gpu_at(facts, pci, uuid);
+            let gpu = gpu_of(facts, pci, uuid);
             if held.iter().any(|h| h.uuid.is_some() && h.uuid == gpu.uuid) {
                 continue;
             }
@@ -518,7 +530,7 @@ fn collect_xids(
         }
         listed.insert((e.pci_bus_id.to_ascii_lowercase(), e.code));
         others.extend(e.pods.iter().flatten().filter(|p| !same_pod(p)).map(PodRef::key));
-        let gpu = crate::tools::common::gpu_at(facts, &e.pci_bus_id, e.gpu_uuid.as_deref());
+        let gpu = gpu_of(facts, &e.pci_bus_id, e.gpu_uuid.as_deref());
         rows.push((e.time.0, row(e.code, node, gpu.index, e.time.0, end, now, 1, attributed)));
     }
     for t in &history.totals {
@@ -531,7 +543,7 @@ fn collect_xids(
             continue;
         }
         others.extend(t.pods.iter().flatten().filter(|p| !same_pod(p)).map(PodRef::key));
-        let gpu = crate::tools::common::gpu_at(facts, &t.pci_bus_id, t.gpu_uuid.as_deref());
+        let gpu = gpu_of(facts, &t.pci_bus_id, t.gpu_uuid.as_deref());
         let at = if inside(t.last_seen.0) { t.last_seen.0 } else { t.first_seen.0 };
         rows.push((at, row(t.code, node, gpu.index, at, end, now, t.count, attributed)));
     }
@@ -722,7 +734,17 @@ mod tests {
             assert_eq!(a.meanings.len(), 1, "the catalog text once per code");
             if present {
                 assert_eq!(a.xids[0].when, "4s before termination");
-                assert!(a.verdict.contains("exited 137"), "{}", a.verdict);
+                // The README's worked example.
+                assert_eq!(
+                    a.verdict,
+                    "hardware: XID 79 (ROBUST_CHANNEL_GPU_HAS_FALLEN_OFF_THE_BUS) on n1 GPU 3, 4s before termination; \
+                     it hit ml/train-0 (container trainer exited 137, Error)."
+                );
+                assert_eq!(
+                    a.action,
+                    "Rerun pod ml/train-0 on other GPUs: the failure was the GPU's. For n1: Drain the node and reboot \
+                     it; the GPU is not reachable over PCIe."
+                );
             }
         }
     }

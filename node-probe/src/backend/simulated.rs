@@ -723,6 +723,29 @@ events:
     }
 
     #[test]
+    fn scenario_pods_hold_their_gpus_between_after_and_until() {
+        let yaml = TWO_GPUS.replacen(
+            "gpus:\n",
+            "pods:\n  - { namespace: ml, name: train-0, gpus: [0, 1], after: 10, until: 20 }\n  - { namespace: ml, name: \
+             infer, container: server, gpus: [1], deviceId: \"MIG-1234\", resource: nvidia.com/mig-1g.10gb }\ngpus:\n",
+            1,
+        );
+        let s = scenario(&yaml);
+        let held = |secs| -> Vec<(String, String)> {
+            at(&s, secs).allocations.unwrap_or_default().into_iter().map(|a| (a.pod, a.device_ids.concat())).collect()
+        };
+        assert_eq!(held(0), [("infer".to_string(), "MIG-1234".to_string())]);
+        let busy = held(10);
+        assert_eq!(busy.len(), 3, "train-0 on both GPUs, infer on its MIG device: {busy:?}");
+        assert!(busy.contains(&("train-0".into(), "GPU-aaaaaaaa-0000-0000-0000-000000000000".into())));
+        assert_eq!(held(20).len(), 1, "train-0 stopped at 20 s");
+        let bad = TWO_GPUS.replacen("gpus:\n", "pods:\n  - { namespace: ml, name: x, gpus: [7] }\ngpus:\n", 1);
+        let e = Scenario::parse(&bad, Path::new("bad.yaml")).expect_err("GPU 7 does not exist").to_string();
+        assert!(e.contains("pods[0] (ml/x): there is no GPU with index 7"), "{e}");
+        assert_eq!(at(&scenario(TWO_GPUS), 0).allocations, None, "no pods listed: the kubelet is asked");
+    }
+
+    #[test]
     fn gpu_defaults_merge_under_each_gpu_and_bus_ids_are_normalised() {
         let s = scenario(TWO_GPUS);
         let snap = at(&s, 0);

@@ -11,7 +11,7 @@ use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::json;
 
-use super::fleet_plan::BenchResult;
+use super::fleet_plan::{BenchResult, WORKLOAD_NAMESPACE};
 use super::stats::{ms, percentile};
 use crate::{ControlPlane, Identity, Process, free_port, http_get, http_post, workspace_binary};
 
@@ -83,6 +83,11 @@ pub async fn measure_tools(addr: SocketAddr, node: &str, calls: usize) -> BenchR
         ("get_gpu_inventory", json!({ "node_name": node })),
         ("analyze_xid_errors", json!({ "node_name": node })),
         ("get_pod_gpu_allocation", json!({ "node_name": node })),
+        // The plan's GPU pod on that node (fleet-00042 runs train-00042), whose GPUs the probe bound.
+        (
+            "explain_pod_gpu_failure",
+            json!({ "namespace": WORKLOAD_NAMESPACE, "pod": node.replace("fleet-", "train-") }),
+        ),
     ];
     let mut figures = Vec::with_capacity(plan.len());
     for (tool, args) in plan {
@@ -97,9 +102,18 @@ pub async fn measure_tools(addr: SocketAddr, node: &str, calls: usize) -> BenchR
                 return Err(format!("{tool} {args} answered a tool error: {:?}", result.content).into());
             }
         }
-        let single_node = args.get("node_name").is_some();
+        let single_node = args.get("node_name").is_some() || args.get("pod").is_some();
         figures.push(ToolFigure {
-            call: format!("{tool}{}", if single_node { " (one node)" } else { "" }),
+            call: format!(
+                "{tool}{}",
+                if args.get("pod").is_some() {
+                    " (one pod)"
+                } else if single_node {
+                    " (one node)"
+                } else {
+                    ""
+                }
+            ),
             single_node,
             p50: percentile(&latencies, 50.0).unwrap_or_default(),
             p99: percentile(&latencies, 99.0).unwrap_or_default(),

@@ -1,5 +1,6 @@
 //! One real probe against a private control plane: API writes in steady state, bytes per write, RSS, CPU, the
-//! XID-line-to-API latency, and the same under a flood of kernel-log lines.
+//! XID-line-to-API latency, the same under a flood of kernel-log lines, and under pod churn on its GPUs (a fake
+//! kubelet whose pod-resources answer changes every second).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 
 use super::stats::{ProcSample, ms, percentile};
 use crate::control_plane::{INSTALL_NAMESPACE, workspace_root};
+use crate::fake_kubelet::{FakeKubelet, gpu_pod};
 use crate::fixtures::{create_node, install_rbac};
 use crate::{ControlPlane, Identity, Process, free_port, http_get, metric_value, workspace_binary};
 
@@ -28,6 +30,8 @@ pub struct ProbeBench {
     pub flood_rate: u32,
     /// Length of the flood phase.
     pub flood_for: Duration,
+    /// Length of the pod-churn phase (one pod starts or stops per second).
+    pub churn_for: Duration,
 }
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -46,6 +50,10 @@ pub async fn run(cfg: ProbeBench) -> BenchResult<()> {
     std::fs::write(&kmsg, b"")?;
     std::fs::write(dir.path().join("boot_id"), b"0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0\n")?;
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    // The kubelet's pod-resources API: 4 pods on 4 of the 8 GPUs until the churn phase.
+    let kubelet = FakeKubelet::start(&dir.path().join("kubelet.sock")).await?;
+    let mut pods: Vec<(String, &str)> = (0..4).map(|i| (format!("steady-{i}"), GPUS[i])).collect();
+    kubelet.set_pods(pods.iter().map(|(name, gpu)| gpu_pod("bench", name, "main", &[gpu])).collect());
     let mut cmd = Command::new(workspace_binary("gpuscope-probe")?);
     cmd.env("KUBECONFIG", cp.kubeconfig_for(Identity::Probe))
         .args(["--node-name", node, "--namespace", INSTALL_NAMESPACE, "--backend", "simulated", "--scenario"])
@@ -56,6 +64,8 @@ pub async fn run(cfg: ProbeBench) -> BenchResult<()> {
         .arg(dir.path().join("boot_id"))
         .arg("--spool-dir")
         .arg(dir.path().join("spool"))
+        .arg("--pod-resources-socket")
+        .arg(kubelet.socket())
         .arg("--listen")
         .arg(listen.to_string());
     let probe = Process::spawn("gpuscope-probe", cmd, dir.path().join("probe.log"))?;
@@ -68,7 +78,9 @@ pub async fn run(cfg: ProbeBench) -> BenchResult<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("probe benchmark (simulated 8x H100 node, default cadence: sample 30s, lease 30s, refresh 5m)");
+    println!(
+        "probe benchmark (simulated 8x H100 node, default cadence: sample 30s, lease 30s, refresh 5m, pod-resources 10s)"
+    );
     println!("  first write after start            {:>10}", ms(Some(started.elapsed())));
 
     // Steady state.
@@ -191,13 +203,62 @@ pub async fn run(cfg: ProbeBench) -> BenchResult<()> {
         p4.peak_rss_kib as f64 / 1024.0
     );
     watch.abort();
+
+    // Pod churn: every second one pod starts (on a free GPU) or stops, as the kubelet reports it.
+    let m5 = metrics(listen).await;
+    let p5 = ProcSample::read(pid).ok_or("cannot read the probe's /proc entry")?;
+    let churn_start = Instant::now();
+    let mut changes = 0u64;
+    while churn_start.elapsed() < cfg.churn_for {
+        if changes.is_multiple_of(2) && pods.len() < GPUS.len() {
+            let free = GPUS.iter().find(|g| !pods.iter().any(|(_, held)| held == *g)).copied().unwrap_or(GPUS[0]);
+            pods.push((format!("churn-{changes}"), free));
+        } else if !pods.is_empty() {
+            pods.remove(0);
+        }
+        kubelet.set_pods(pods.iter().map(|(name, gpu)| gpu_pod("bench", name, "main", &[gpu])).collect());
+        changes += 1;
+        tokio::time::sleep_until(tokio::time::Instant::from_std(churn_start + Duration::from_secs(changes))).await;
+    }
+    let churn_wall = churn_start.elapsed();
+    let m6 = metrics(listen).await;
+    let p6 = ProcSample::read(pid).ok_or("cannot read the probe's /proc entry")?;
+    let churn_writes = m6.writes - m5.writes;
+    let churn_minutes = churn_wall.as_secs_f64() / 60.0;
+    println!(
+        "  pod churn: {changes} pod starts/stops over {:.1} s (1/s)  status writes/min {:.1}  bytes/write {:.0}  \
+         CPU {:.2} %  polls {:.0}",
+        churn_wall.as_secs_f64(),
+        churn_writes / churn_minutes,
+        if churn_writes > 0.0 { (m6.bytes - m5.bytes) / churn_writes } else { 0.0 },
+        p6.cpu_percent_since(&p5),
+        m6.polls - m5.polls
+    );
+    println!(
+        "  RSS / peak RSS after the churn     {:>7.1} MiB / {:.1} MiB",
+        p6.rss_kib as f64 / 1024.0,
+        p6.peak_rss_kib as f64 / 1024.0
+    );
     Ok(())
 }
+
+/// The GPUs of node-probe/scenarios/healthy-8x-h100.yaml.
+const GPUS: [&str; 8] = [
+    "GPU-3f9c1e72-5b0d-4c8e-a1f4-7d2b9e6c0a15",
+    "GPU-8a41d6b3-0e97-4f2a-9c5d-1b7e3f0a8d62",
+    "GPU-c25e0f49-7a1b-4d63-8e0c-5f9a2d4b7e31",
+    "GPU-1d7b9a08-3c6e-4b5f-b2a9-0e8c4f1d6a97",
+    "GPU-6e0a3c51-9d2f-4a7b-8c1e-4b5d7f9a0c28",
+    "GPU-b4f8e217-2a5c-4e9d-a0b3-6c1f8d2e5a74",
+    "GPU-0c93b5d6-8e4a-4f1c-9b7d-2a6e0c3f8b19",
+    "GPU-57a2c8e4-1f6b-4d0a-b9e5-3c7d1a4f2e86",
+];
 
 struct Figures {
     writes: f64,
     bytes: f64,
     renewals: f64,
+    polls: f64,
 }
 
 async fn metrics(addr: SocketAddr) -> Figures {
@@ -206,6 +267,7 @@ async fn metrics(addr: SocketAddr) -> Figures {
         writes: metric_value(&body, "gpuscope_probe_status_writes_total").unwrap_or(0.0),
         bytes: metric_value(&body, "gpuscope_probe_status_write_bytes_total").unwrap_or(0.0),
         renewals: metric_value(&body, "gpuscope_probe_lease_renewals_total").unwrap_or(0.0),
+        polls: metric_value(&body, "gpuscope_probe_pod_resources_polls_total").unwrap_or(0.0),
     }
 }
 

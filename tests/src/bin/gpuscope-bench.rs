@@ -30,6 +30,9 @@ enum What {
         /// Flood phase length.
         #[arg(long, default_value = "10s", value_parser = gpuscope_crds::duration::parse_duration)]
         flood_for: Duration,
+        /// Pod-churn phase length (one pod start or stop per second on the kubelet's pod-resources API).
+        #[arg(long, default_value = "2m", value_parser = gpuscope_crds::duration::parse_duration)]
+        churn_for: Duration,
     },
     /// The scale run: N simulated nodes (the probe's write path in-process), the real operator and facade: request
     /// rates by component, RSS, convergence time, and the facade's latency and answer size per tool.
@@ -87,8 +90,9 @@ enum What {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Args::parse().what {
-        What::Probe { steady, latency_samples, flood_rate, flood_for } => {
-            bench::probe::run(bench::probe::ProbeBench { steady, latency_samples, flood_rate, flood_for }).await
+        What::Probe { steady, latency_samples, flood_rate, flood_for, churn_for } => {
+            let cfg = bench::probe::ProbeBench { steady, latency_samples, flood_rate, flood_for, churn_for };
+            bench::probe::run(cfg).await
         }
         What::Operator { nodes, flips } => bench::operator::run(&nodes, flips).await,
         What::AnalyzeLog { size, xid_every, dir, output } => {
