@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use gpuscope_crds::gpu_node_status::{GpuInfo, RecoveryActionStatus, XidSource};
-use gpuscope_crds::observability::Readiness;
+use gpuscope_runtime::observability::Readiness;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
