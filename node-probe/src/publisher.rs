@@ -18,13 +18,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use crate::backoff::Backoff;
 use crate::kmsg_source::Observation;
 use crate::kube_io::{self, LeaseSettings};
 use crate::metrics::{CodeLabels, ErrorLabels, ProbeMetrics};
 use crate::report::{NodeReport, fingerprint, probe_status};
 use crate::spool::{Loaded, Spool};
 use crate::xid_ledger::{Recorded, XidLedger};
+use gpuscope_runtime::backoff::Backoff;
 
 /// How long the first status write waits for the backend's first inventory.
 const FIRST_INVENTORY_WAIT: Duration = Duration::from_secs(10);
