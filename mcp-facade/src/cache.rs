@@ -133,7 +133,12 @@ impl ClusterCache {
 
     /// A cache filled once from objects (offline mode and tests): stripped and filtered like watched ones, ready
     /// at once.
-    pub fn from_objects(name: &str, statuses: Vec<GpuNodeStatus>, nodes: Vec<Node>, pods: Vec<Pod>) -> ClusterCache {
+    pub fn from_objects(
+        name: &str,
+        statuses: impl IntoIterator<Item = GpuNodeStatus>,
+        nodes: impl IntoIterator<Item = Node>,
+        pods: impl IntoIterator<Item = Pod>,
+    ) -> ClusterCache {
         let index = PodsByNode::default();
         let fleet = FleetIndex::default();
         ClusterCache {
@@ -228,7 +233,11 @@ where
     reader
 }
 
-fn filled_store<W, K>(objects: Vec<W>, kind: Kind<W, K>, on_event: impl Fn(&watcher::Event<K>)) -> Store<K>
+fn filled_store<W, K>(
+    objects: impl IntoIterator<Item = W>,
+    kind: Kind<W, K>,
+    on_event: impl Fn(&watcher::Event<K>),
+) -> Store<K>
 where
     K: Lookup<DynamicType = ()> + Clone + 'static,
 {

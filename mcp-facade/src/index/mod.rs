@@ -313,8 +313,7 @@ mod tests {
         use kube::runtime::reflector::store::Writer;
         let (s, n, p) = (Writer::default().as_reader(), Writer::default().as_reader(), Writer::default().as_reader());
         let churned = crate::snapshot::Snapshot::new("test", now, s, n, p).with_fleet_index(index);
-        let fresh =
-            crate::cache::ClusterCache::from_objects("test", s2, n1.into_iter().skip(2).collect(), p1).snapshot(now);
+        let fresh = crate::cache::ClusterCache::from_objects("test", s2, n1.into_iter().skip(2), p1).snapshot(now);
         let (a, b) = (answers(&churned), answers(&fresh));
         assert_eq!(a.len(), 7);
         for (a, b) in a.iter().zip(&b) {
