@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use gpuscope_crds::Health;
-use gpuscope_crds::log_analysis::{AnalyzeError, AnalyzeOptions, analyze_reader, render_text};
+use gpuscope_log_analysis::{AnalyzeError, AnalyzeOptions, analyze_reader, render_text};
 
 use crate::cli::{AnalyzeLogArgs, FailOn, OutputFormat};
 use crate::tools::kernel_log;

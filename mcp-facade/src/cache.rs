@@ -1,10 +1,9 @@
 //! The watch cache: one kube-runtime reflector store per kind (GpuNodeStatus, Node, GPU-requesting Pod) per
-//! cluster. Objects are reduced to what the tools read before they enter a store ([`crate::cached`]); a failed
+//! cluster, and the indexes ([`crate::index`]) its events keep current. Objects are reduced to what the tools read before they enter a store ([`crate::cached`]); a failed
 //! watch is retried with backoff while the store keeps serving what it has, and a relist swaps in atomically.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, future};
@@ -19,6 +18,8 @@ use tokio::sync::watch;
 
 use crate::cached::{CachedNode, CachedPod, CachedStatus};
 use crate::gpu_resources::requests_gpu;
+use crate::index::FleetIndex;
+use crate::index::pods_by_node::PodsByNode;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 
@@ -36,6 +37,8 @@ pub struct ClusterCache {
     pods: Store<CachedPod>,
     /// The pod store's objects by node, kept from the same events; absent for stores filled by their own writers.
     pods_by_node: Option<PodsByNode>,
+    /// What fleet-wide answers read, kept from the same events as the stores.
+    fleet: FleetIndex,
     /// True once every store has seen its first full list. The one place that waits on the stores themselves:
     /// a store's readiness signal wakes only the waiter that polled it last, so a tool call that gave up waiting
     /// would otherwise leave every earlier waiter asleep forever (and `/readyz` at 503). Everyone else waits here.
@@ -76,16 +79,22 @@ fn kept_event<W, K>(event: watcher::Event<W>, kept: fn(W) -> K) -> watcher::Even
 impl ClusterCache {
     /// Start watching `client`'s cluster (needs a tokio runtime); the cache fills in the background.
     pub fn watch(name: &str, client: &Client, metrics: &Metrics) -> ClusterCache {
-        let statuses = spawn_reflector(Api::all(client.clone()), STATUSES, name, metrics, |_| {});
-        let nodes = spawn_reflector(Api::all(client.clone()), NODES, name, metrics, |_| {});
+        let fleet = FleetIndex::default();
+        let (f1, f2, f3) = (fleet.clone(), fleet.clone(), fleet.clone());
+        let statuses = spawn_reflector(Api::all(client.clone()), STATUSES, name, metrics, move |e| f1.apply_status(e));
+        let nodes = spawn_reflector(Api::all(client.clone()), NODES, name, metrics, move |e| f2.apply_node(e));
         let index = PodsByNode::default();
         let indexing = index.clone();
-        let pods = spawn_reflector(Api::all(client.clone()), PODS, name, metrics, move |e| indexing.apply(e));
-        ClusterCache { pods_by_node: Some(index), ..ClusterCache::from_stores(name, statuses, nodes, pods) }
+        let pods = spawn_reflector(Api::all(client.clone()), PODS, name, metrics, move |e| {
+            indexing.apply(e);
+            f3.apply_pod(e);
+        });
+        ClusterCache { pods_by_node: Some(index), fleet, ..ClusterCache::from_stores(name, statuses, nodes, pods) }
     }
 
     /// A cache over stores that their writers fill (needs a tokio runtime): ready once each has seen a full list.
-    pub fn from_stores(
+    /// Its indexes are empty: only [`ClusterCache::watch`] and [`ClusterCache::from_objects`] feed them.
+    fn from_stores(
         name: &str,
         statuses: Store<CachedStatus>,
         nodes: Store<CachedNode>,
@@ -97,6 +106,7 @@ impl ClusterCache {
             nodes,
             pods,
             pods_by_node: None,
+            fleet: FleetIndex::default(),
             ready: Arc::new(watch::Sender::new(false)),
         };
         let waiting = cache.clone();
@@ -123,14 +133,24 @@ impl ClusterCache {
 
     /// A cache filled once from objects (offline mode and tests): stripped and filtered like watched ones, ready
     /// at once.
-    pub fn from_objects(name: &str, statuses: Vec<GpuNodeStatus>, nodes: Vec<Node>, pods: Vec<Pod>) -> ClusterCache {
+    pub fn from_objects(
+        name: &str,
+        statuses: impl IntoIterator<Item = GpuNodeStatus>,
+        nodes: impl IntoIterator<Item = Node>,
+        pods: impl IntoIterator<Item = Pod>,
+    ) -> ClusterCache {
         let index = PodsByNode::default();
+        let fleet = FleetIndex::default();
         ClusterCache {
             name: name.to_string(),
-            statuses: filled_store(statuses, STATUSES, |_| {}),
-            nodes: filled_store(nodes, NODES, |_| {}),
-            pods: filled_store(pods, PODS, |e| index.apply(e)),
+            statuses: filled_store(statuses, STATUSES, |e| fleet.apply_status(e)),
+            nodes: filled_store(nodes, NODES, |e| fleet.apply_node(e)),
+            pods: filled_store(pods, PODS, |e| {
+                index.apply(e);
+                fleet.apply_pod(e);
+            }),
             pods_by_node: Some(index),
+            fleet,
             ready: Arc::new(watch::Sender::new(true)),
         }
     }
@@ -160,75 +180,7 @@ impl ClusterCache {
     pub fn snapshot(&self, now: Timestamp) -> Snapshot {
         Snapshot::new(&self.name, now, self.statuses.clone(), self.nodes.clone(), self.pods.clone())
             .with_pods_by_node(self.pods_by_node.clone())
-    }
-}
-
-/// Pods by the node they are bound to, kept beside the pod store from the same watch events, so that one node's
-/// pods are a lookup rather than a scan of every GPU pod in the fleet (at 5,000 nodes that scan was two thirds of
-/// a single-node answer's time). A relist is buffered and swapped in at its end, as the store does.
-#[derive(Clone, Debug, Default)]
-pub struct PodsByNode(Arc<RwLock<PodIndex>>);
-
-#[derive(Debug, Default)]
-struct PodIndex {
-    live: NodeMap,
-    relist: Option<NodeMap>,
-}
-
-/// (namespace, name) of pods per node, and the node of each pod (to move it when it is rebound).
-#[derive(Debug, Default)]
-struct NodeMap {
-    by_node: HashMap<String, HashSet<(String, String)>>,
-    node_of: HashMap<(String, String), String>,
-}
-
-fn pod_key(p: &CachedPod) -> (String, String) {
-    (p.namespace.clone(), p.name.clone())
-}
-
-impl NodeMap {
-    fn upsert(&mut self, p: &CachedPod) {
-        let key = pod_key(p);
-        self.remove(&key);
-        if let Some(node) = p.node_name.clone() {
-            self.by_node.entry(node.clone()).or_default().insert(key.clone());
-            self.node_of.insert(key, node);
-        }
-    }
-
-    fn remove(&mut self, key: &(String, String)) {
-        let Some(node) = self.node_of.remove(key) else { return };
-        if let Some(pods) = self.by_node.get_mut(&node) {
-            pods.remove(key);
-            if pods.is_empty() {
-                self.by_node.remove(&node);
-            }
-        }
-    }
-}
-
-impl PodsByNode {
-    /// Follow one event of the pod watch (after filtering and stripping, like the store).
-    pub fn apply(&self, event: &watcher::Event<CachedPod>) {
-        // A writer that panicked mid-update leaves at worst one pod misplaced; serving on beats failing every call.
-        let mut index = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        match event {
-            watcher::Event::Apply(p) => index.live.upsert(p),
-            watcher::Event::Delete(p) => index.live.remove(&pod_key(p)),
-            watcher::Event::Init => index.relist = Some(NodeMap::default()),
-            watcher::Event::InitApply(p) => index.relist.get_or_insert_with(NodeMap::default).upsert(p),
-            watcher::Event::InitDone => {
-                if let Some(relisted) = index.relist.take() {
-                    index.live = relisted;
-                }
-            }
-        }
-    }
-
-    /// (namespace, name) of the pods bound to `node`, in no particular order.
-    pub fn on(&self, node: &str) -> Vec<(String, String)> {
-        let index = self.0.read().unwrap_or_else(PoisonError::into_inner);
-        index.live.by_node.get(node).map(|pods| pods.iter().cloned().collect()).unwrap_or_default()
+            .with_fleet_index(self.fleet.clone())
     }
 }
 
@@ -281,7 +233,11 @@ where
     reader
 }
 
-fn filled_store<W, K>(objects: Vec<W>, kind: Kind<W, K>, on_event: impl Fn(&watcher::Event<K>)) -> Store<K>
+fn filled_store<W, K>(
+    objects: impl IntoIterator<Item = W>,
+    kind: Kind<W, K>,
+    on_event: impl Fn(&watcher::Event<K>),
+) -> Store<K>
 where
     K: Lookup<DynamicType = ()> + Clone + 'static,
 {
@@ -307,35 +263,6 @@ mod tests {
         let writer = Writer::<K>::default();
         let reader = writer.as_reader();
         (writer, reader)
-    }
-
-    #[test]
-    fn the_node_index_follows_binds_rebinds_deletes_and_relists() {
-        use crate::gpu_resources::fixtures::pod;
-        let kept = |ns: &str, name: &str, node: Option<&str>, resource: &str, count: u64, phase: &str| {
-            CachedPod::from(pod(ns, name, node, resource, count, phase))
-        };
-        let index = PodsByNode::default();
-        let on = |node: &str| {
-            let mut pods = index.on(node);
-            pods.sort();
-            pods
-        };
-        let key = |ns: &str, name: &str| (ns.to_string(), name.to_string());
-        index.apply(&watcher::Event::Apply(kept("ml", "a", Some("n1"), "nvidia.com/gpu", 1, "Running")));
-        index.apply(&watcher::Event::Apply(kept("ml", "b", Some("n1"), "nvidia.com/gpu", 1, "Running")));
-        index.apply(&watcher::Event::Apply(kept("ml", "queued", None, "nvidia.com/gpu", 1, "Pending")));
-        assert_eq!(on("n1"), [key("ml", "a"), key("ml", "b")]);
-        // Rebound (a pod of the same name on another node) and deleted.
-        index.apply(&watcher::Event::Apply(kept("ml", "b", Some("n2"), "nvidia.com/gpu", 1, "Running")));
-        index.apply(&watcher::Event::Delete(kept("ml", "a", Some("n1"), "nvidia.com/gpu", 1, "Running")));
-        assert_eq!((on("n1"), on("n2")), (vec![], vec![key("ml", "b")]));
-        // A relist replaces everything at its end, not before.
-        index.apply(&watcher::Event::Init);
-        index.apply(&watcher::Event::InitApply(kept("ml", "c", Some("n3"), "nvidia.com/gpu", 1, "Running")));
-        assert_eq!(on("n2"), [key("ml", "b")], "still serving the old list during the relist");
-        index.apply(&watcher::Event::InitDone);
-        assert_eq!((on("n2"), on("n3")), (vec![], vec![key("ml", "c")]));
     }
 
     #[test]

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use gpuscope_crds::logging::LogArgs;
-use gpuscope_crds::observability::{self, Listener, Readiness};
-use gpuscope_crds::shutdown::Shutdown;
+use gpuscope_runtime::logging::LogArgs;
+use gpuscope_runtime::observability::{self, Listener, Readiness};
+use gpuscope_runtime::shutdown::Shutdown;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use prometheus_client::registry::Registry;
 

@@ -1,7 +1,8 @@
 //! gpuscope-mcp: an MCP server that answers GPU questions about a Kubernetes fleet from a watch cache of
 //! GpuNodeStatus objects, Nodes and GPU-requesting Pods. Read-only; never contacts a node.
 //!
-//! Layers, bottom up: [`cache`] (reflector stores, stripped objects) → [`snapshot`] (a read view) → [`tools`]
+//! Layers, bottom up: [`cache`] (reflector stores, stripped objects, and the [`index`]es their events keep) →
+//! [`snapshot`] (a read view) → [`tools`]
 //! (pure functions from a snapshot and arguments to answer structs) → [`server`] (the rmcp handler: tools,
 //! prompts, resources, metrics) → [`transport`] (stdio, streamable HTTP) → [`cli`]. [`analyze_log`] is the
 //! `analyze-log` command: the kernel-log tool on the command line, no server.
@@ -17,12 +18,15 @@ pub mod cli;
 pub mod clusters;
 pub mod error;
 pub mod freshness;
+pub mod gpu_ref;
 pub mod gpu_resources;
+pub mod index;
 pub mod malloc;
 pub mod matching;
 pub mod metrics;
 pub mod offline;
 pub mod packed;
+pub mod problems;
 pub mod prompts;
 pub mod resources;
 pub mod server;

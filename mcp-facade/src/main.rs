@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use gpuscope_crds::shutdown::Shutdown;
 use gpuscope_mcp::cli::{self, Args, Command};
 use gpuscope_mcp::{analyze_log, malloc};
+use gpuscope_runtime::shutdown::Shutdown;
 
 fn main() -> anyhow::Result<ExitCode> {
     // Before any thread exists: an arena limit does not shrink arenas already made.

@@ -8,9 +8,10 @@ use gpuscope_crds::GpuNodeStatus;
 use jiff::Timestamp;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::cache::PodsByNode;
 use crate::cached::{CachedNode, CachedPod, CachedStatus};
 use crate::error::{ToolError, check_name_len};
+use crate::index::pods_by_node::PodsByNode;
+use crate::index::{FleetIndex, Indexes};
 use crate::matching::{MAX_SUGGESTIONS, close_matches};
 use crate::status_facts::StatusFacts;
 
@@ -23,6 +24,7 @@ pub struct Snapshot {
     nodes: Store<CachedNode>,
     pods: Store<CachedPod>,
     pods_by_node: Option<PodsByNode>,
+    fleet: FleetIndex,
 }
 
 /// A GPU node as the cache knows it: its GpuNodeStatus, its Node, or both.
@@ -61,12 +63,30 @@ impl Snapshot {
         nodes: Store<CachedNode>,
         pods: Store<CachedPod>,
     ) -> Snapshot {
-        Snapshot { cluster: cluster.to_string(), now, statuses, nodes, pods, pods_by_node: None }
+        Snapshot {
+            cluster: cluster.to_string(),
+            now,
+            statuses,
+            nodes,
+            pods,
+            pods_by_node: None,
+            fleet: FleetIndex::default(),
+        }
     }
 
     /// The same view, finding a node's pods through `index` (kept from the pod store's events) instead of a scan.
     pub fn with_pods_by_node(self, index: Option<PodsByNode>) -> Snapshot {
         Snapshot { pods_by_node: index, ..self }
+    }
+
+    /// The same view, answering fleet-wide questions from `index` (kept from the stores' events).
+    pub fn with_fleet_index(self, index: FleetIndex) -> Snapshot {
+        Snapshot { fleet: index, ..self }
+    }
+
+    /// The fleet-wide indexes: hold the guard only while reading.
+    pub fn indexes(&self) -> std::sync::RwLockReadGuard<'_, Indexes> {
+        self.fleet.read()
     }
 
     /// The cluster's name.

@@ -172,6 +172,25 @@ impl StatusFacts {
     pub fn inventory(&self) -> impl Iterator<Item = &GpuFacts> {
         self.gpus.iter().filter(|g| g.inventoried)
     }
+
+    /// GPUs per product on this node, in inventory order: the inventory's product names ("unknown" for a GPU
+    /// without one), or the probe's summary (model and count) when there is no inventory.
+    pub fn gpus_by_model(&self) -> Vec<(&str, u64)> {
+        let mut on_node: Vec<(&str, u64)> = Vec::new();
+        for g in self.inventory() {
+            let model = g.product_name.as_deref().unwrap_or("unknown");
+            match on_node.iter_mut().find(|(m, _)| *m == model) {
+                Some((_, n)) => *n += 1,
+                None => on_node.push((model, 1)),
+            }
+        }
+        if on_node.is_empty()
+            && let (Some(model), Some(count)) = (self.gpu_model.as_deref(), self.gpu_count.filter(|c| *c > 0))
+        {
+            on_node.push((model, u64::from(count)));
+        }
+        on_node
+    }
 }
 
 /// `name` as an `Arc` shared with an equal earlier one.

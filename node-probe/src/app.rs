@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use gpuscope_crds::gpu_node_status::Backend;
-use gpuscope_crds::logging::LogArgs;
-use gpuscope_crds::observability::{self, Listener, Readiness};
-use gpuscope_crds::shutdown::Shutdown;
+use gpuscope_runtime::logging::LogArgs;
+use gpuscope_runtime::observability::{self, Listener, Readiness};
+use gpuscope_runtime::shutdown::Shutdown;
 use prometheus_client::registry::Registry;
 use tokio::sync::{Notify, mpsc};
 

@@ -3,7 +3,6 @@
 
 pub mod app;
 pub mod backend;
-pub mod backoff;
 pub mod kmsg_source;
 pub mod kube_io;
 pub mod metrics;

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use clap::Parser;
-use gpuscope_crds::shutdown::Shutdown;
 use gpuscope_probe::app::{self, Args};
+use gpuscope_runtime::shutdown::Shutdown;
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -14,12 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gpuscope_crds::gpu_node_status::{GpuInfo, RecoveryActionStatus, XidSource};
-use gpuscope_crds::observability::Readiness;
+use gpuscope_runtime::observability::Readiness;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, sleep_until};
 
-use crate::backoff::Backoff;
 use crate::kmsg_source::Observation;
 use crate::kube_io::{self, LeaseSettings};
 use crate::metrics::{CodeLabels, ErrorLabels, ProbeMetrics};
@@ -27,6 +26,7 @@ use crate::pod_resources::{Allocation, Binding, KubeletReport, POD_RESOURCES_FIE
 use crate::report::{NodeReport, fingerprint, probe_status};
 use crate::spool::{Loaded, Spool};
 use crate::xid_ledger::{Recorded, XidLedger};
+use gpuscope_runtime::backoff::Backoff;
 
 /// How long the first status write waits for the backend's first inventory.
 const FIRST_INVENTORY_WAIT: Duration = Duration::from_secs(10);

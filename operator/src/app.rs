@@ -8,10 +8,10 @@ use std::time::Duration;
 use clap::Parser;
 use futures::StreamExt as _;
 use gpuscope_crds::GpuNodeStatus;
-use gpuscope_crds::logging::LogArgs;
-use gpuscope_crds::observability::{self, Listener, Readiness};
 use gpuscope_crds::policy::EffectivePolicy;
-use gpuscope_crds::shutdown::Shutdown;
+use gpuscope_runtime::logging::LogArgs;
+use gpuscope_runtime::observability::{self, Listener, Readiness};
+use gpuscope_runtime::shutdown::Shutdown;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
@@ -20,10 +20,10 @@ use kube::runtime::{Controller, WatchStreamExt as _, watcher};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
-use crate::backoff::WatchBackoff;
 use crate::metrics::{ConditionLabels, Label, OperatorMetrics};
 use crate::reconciler::{self, Context};
 use crate::remediation::HeldNodes;
+use gpuscope_runtime::backoff::Backoff;
 
 /// gpuscope operator: turns what the node probes report into health conditions by policy, mirrors them onto the
 /// Nodes, emits Events, and (only where the GpuHealthPolicy asks) taints or cordons unhealthy Nodes.
@@ -205,7 +205,7 @@ async fn run_controller(
         .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency))
         // All trigger watches pause behind this one backoff after an error: capped at seconds, not kube's 30 s
         // (plus jitter), so reconciles resume within seconds of the API server coming back.
-        .trigger_backoff(WatchBackoff::default())
+        .trigger_backoff(Backoff::default())
         .graceful_shutdown_on(stop);
     // The controller's own store sizes the remediation budget and feeds the GPU gauges.
     let store = controller.store();
@@ -296,7 +296,7 @@ where
                 observe(event);
             }
         })
-        .backoff(WatchBackoff::default());
+        .backoff(Backoff::default());
     let stream = reflector::reflector(writer, events).touched_objects().for_each(|_| async {});
     tokio::spawn(stream);
     reader

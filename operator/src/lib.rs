@@ -2,7 +2,6 @@
 //! applies its result to GpuNodeStatus objects, Nodes and Events.
 
 pub mod app;
-pub mod backoff;
 pub mod evaluate;
 pub mod events;
 pub mod metrics;

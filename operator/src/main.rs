@@ -1,8 +1,8 @@
 //! gpuscope-operator: turns GpuNodeStatus observations into health conditions by policy.
 
 use clap::Parser;
-use gpuscope_crds::shutdown::Shutdown;
 use gpuscope_operator::app::{self, Args};
+use gpuscope_runtime::shutdown::Shutdown;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

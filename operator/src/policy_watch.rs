@@ -15,8 +15,8 @@ use kube::runtime::watcher::{self, Event};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::backoff::WatchBackoff;
 use crate::metrics::OperatorMetrics;
+use gpuscope_runtime::backoff::Backoff;
 
 /// The status a policy should carry after validation, keeping the condition's transition time when its status
 /// is unchanged.
@@ -61,8 +61,8 @@ pub async fn run(
     metrics: OperatorMetrics,
 ) {
     let api: Api<GpuHealthPolicy> = Api::all(client.clone());
-    // Capped at seconds like every other watch of the operator (see crate::backoff).
-    let mut events = watcher::watcher(api.clone(), watcher::Config::default()).backoff(WatchBackoff::default()).boxed();
+    // Capped at seconds like every other watch of the operator (see gpuscope_runtime::backoff).
+    let mut events = watcher::watcher(api.clone(), watcher::Config::default()).backoff(Backoff::default()).boxed();
     metrics.policy_valid.set(1);
     while let Some(event) = events.next().await {
         let event = match event {

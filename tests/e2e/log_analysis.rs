@@ -1,7 +1,7 @@
 //! Kernel-log analysis where users meet it: the real `gpuscope-mcp analyze-log` command, and the MCP tools
 //! `analyze_kernel_log` and `explain_xid` through a real MCP client over stdio, with no cluster at all, offline
 //! from an export, and over the live control plane joining a node's GpuNodeStatus. Fed from the corpus in
-//! crds/tests-data/log-analysis/corpus.txt, whose cases carry their expected results.
+//! mcp-facade/log-analysis/tests-data/corpus.txt, whose cases carry their expected results.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ type Client = RunningService<RoleClient, ClientConfig>;
 const MAX_TEXT_BYTES: usize = 8 * 1024 * 1024;
 
 fn corpus_path() -> PathBuf {
-    workspace_root().join("crds/tests-data/log-analysis/corpus.txt")
+    workspace_root().join("mcp-facade/log-analysis/tests-data/corpus.txt")
 }
 
 /// One case of the corpus: its name, its `expect` lines split into words, and its log lines.

@@ -1,7 +1,7 @@
 //! The default rule per XID code (NVIDIA's immediate action → what it does to the GPU, policy overrides first) and
 //! the verdict that rule gives for evidence read from a kernel log alone.
 //!
-//! The operator judges GPUs with [`xid_rule`]; the log analysis ([`crate::log_analysis`]) judges pasted logs with
+//! The operator judges GPUs with [`xid_rule`]; the log analysis (`gpuscope-log-analysis`) judges pasted logs with
 //! [`log_xid_verdict`], which is built on the same [`xid_rule`], so a log and the cluster never disagree about what
 //! a code means for a GPU. The table (docs/xid.md §2):
 //!

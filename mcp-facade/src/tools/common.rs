@@ -10,10 +10,13 @@ use serde::Serialize;
 
 use crate::args::GpuSelector;
 use crate::error::ToolError;
+use crate::index::tally::HealthTally;
 use crate::matching::{MAX_SUGGESTIONS, close_prefix_matches};
 use crate::snapshot::{NodeRef, Snapshot};
-use crate::status_facts::{GpuFacts, StatusFacts};
+use crate::status_facts::StatusFacts;
 use crate::time::rfc3339;
+
+pub use crate::gpu_ref::{GpuRef, gpu_at, gpu_ref};
 
 /// How many nodes or GPUs have each health verdict.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
@@ -28,6 +31,18 @@ pub struct HealthCounts {
     pub unhealthy: usize,
     /// Unknown: no current data (probe stale or missing, or not evaluated yet).
     pub unknown: usize,
+}
+
+impl From<&HealthTally> for HealthCounts {
+    fn from(t: &HealthTally) -> HealthCounts {
+        HealthCounts {
+            total: t.total(),
+            healthy: t.get(Health::Healthy),
+            degraded: t.get(Health::Degraded),
+            unhealthy: t.get(Health::Unhealthy),
+            unknown: t.get(Health::Unknown),
+        }
+    }
 }
 
 impl HealthCounts {
@@ -56,12 +71,15 @@ pub struct Truncated {
 
 /// Keep the first `limit` items; say how many were left out and how to see them.
 pub fn take<T>(mut items: Vec<T>, limit: usize, hint: impl FnOnce() -> String) -> (Vec<T>, Option<Truncated>) {
-    let total = items.len();
-    if total <= limit {
-        return (items, None);
-    }
+    let cut = cut(items.len(), limit, hint);
     items.truncate(limit);
-    (items, Some(Truncated { shown: limit, total, hint: hint() }))
+    (items, cut)
+}
+
+/// Where a list of `total` items shown up to `limit` was cut, if it was (for lists read off an index, which
+/// knows its length without listing it).
+pub fn cut(total: usize, limit: usize, hint: impl FnOnce() -> String) -> Option<Truncated> {
+    (total > limit).then(|| Truncated { shown: limit, total, hint: hint() })
 }
 
 /// One [`Truncated`] for an answer with several cut lists: the counts of the most cut one, and a hint that names
@@ -73,43 +91,12 @@ pub fn merge_cuts<const N: usize>(cuts: [(&str, Option<Truncated>); N]) -> Optio
     Some(Truncated { shown: most.shown, total: most.total, hint: format!("{} shown; {}", lists.join(", "), most.hint) })
 }
 
-/// One GPU, as precisely as the data names it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
-pub struct GpuRef {
-    /// NVML index on its node.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<u32>,
-    /// GPU UUID.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uuid: Option<String>,
-    /// PCI bus id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pci_bus_id: Option<String>,
-}
-
-impl GpuRef {
-    /// "GPU 3" or the UUID when the index is not known.
-    pub fn label(&self) -> String {
-        match (&self.index, &self.uuid, &self.pci_bus_id) {
-            (Some(i), _, _) => format!("GPU {i}"),
-            (None, Some(u), _) => u.clone(),
-            (None, None, Some(p)) => format!("GPU at {p}"),
-            (None, None, None) => "unidentified GPU".to_string(),
-        }
-    }
-}
-
 /// Every GPU a node's status names: the probe's inventory plus GPUs only the operator's verdicts remember
 /// (vanished ones), by index.
 pub fn gpus_of(facts: &StatusFacts) -> Vec<GpuRef> {
     let mut gpus: Vec<GpuRef> = facts.gpus.iter().map(gpu_ref).collect();
     gpus.sort();
     gpus
-}
-
-/// The reference of one GPU.
-pub fn gpu_ref(g: &GpuFacts) -> GpuRef {
-    GpuRef { index: g.index, uuid: Some(g.uuid.to_string()), pci_bus_id: g.pci_bus_id.as_deref().map(str::to_string) }
 }
 
 /// Every GPU of a node with the operator's verdict; a GPU the operator has not judged yet counts as Unknown.
@@ -124,18 +111,6 @@ pub fn gpu_healths(facts: &StatusFacts) -> Vec<(GpuRef, Health)> {
 pub fn count_gpu_healths(facts: &StatusFacts, counts: &mut HealthCounts) {
     for g in facts.gpus.iter() {
         counts.add(g.health.unwrap_or(Health::Unknown));
-    }
-}
-
-/// Resolve a GPU reference from an XID record (PCI bus id, maybe UUID) against the node's inventory.
-pub fn gpu_at(facts: &StatusFacts, pci_bus_id: &str, uuid: Option<&str>) -> GpuRef {
-    let found = facts.inventory().find(|g| {
-        g.pci_bus_id.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(pci_bus_id)) || Some(&*g.uuid) == uuid
-    });
-    GpuRef {
-        index: found.and_then(|g| g.index),
-        uuid: found.map(|g| g.uuid.to_string()).or_else(|| uuid.map(str::to_string)),
-        pci_bus_id: Some(pci_bus_id.to_string()),
     }
 }
 
@@ -280,27 +255,19 @@ pub fn by_model<'a>(statuses: impl IntoIterator<Item = &'a StatusFacts>) -> Vec<
     // Keys borrow from the facts and each node counts once per model: no allocation per GPU.
     let mut models: BTreeMap<&'a str, (u64, usize)> = BTreeMap::new();
     for s in statuses {
-        let mut on_node: Vec<(&'a str, u64)> = Vec::new();
-        for g in s.inventory() {
-            let model = g.product_name.as_deref().unwrap_or("unknown");
-            match on_node.iter_mut().find(|(m, _)| *m == model) {
-                Some((_, n)) => *n += 1,
-                None => on_node.push((model, 1)),
-            }
-        }
-        if on_node.is_empty()
-            && let (Some(model), Some(count)) = (s.gpu_model.as_deref(), s.gpu_count.filter(|c| *c > 0))
-        {
-            on_node.push((model, u64::from(count)));
-        }
-        for (model, n) in on_node {
+        for (model, n) in s.gpus_by_model() {
             let entry = models.entry(model).or_default();
             entry.0 += n;
             entry.1 += 1;
         }
     }
+    model_counts(models.into_iter().map(|(model, (gpus, nodes))| (model, gpus, nodes)))
+}
+
+/// (model, GPUs, nodes) counts as listed: most GPUs first, then by name.
+pub fn model_counts<'a>(counts: impl IntoIterator<Item = (&'a str, u64, usize)>) -> Vec<ModelCount> {
     let mut out: Vec<ModelCount> =
-        models.into_iter().map(|(model, (gpus, nodes))| ModelCount { model: model.to_string(), gpus, nodes }).collect();
+        counts.into_iter().map(|(model, gpus, nodes)| ModelCount { model: model.to_string(), gpus, nodes }).collect();
     out.sort_by(|a, b| b.gpus.cmp(&a.gpus).then_with(|| a.model.cmp(&b.model)));
     out
 }
@@ -324,13 +291,14 @@ pub fn by_driver<'a>(statuses: impl IntoIterator<Item = &'a StatusFacts>) -> Vec
         let Some(d) = s.driver_version.clone() else { continue };
         *drivers.entry((d, s.cuda_driver_version.clone())).or_default() += 1;
     }
-    let mut out: Vec<DriverCount> = drivers
+    driver_counts(drivers.into_iter().map(|((driver, cuda), nodes)| (driver, cuda, nodes)))
+}
+
+/// (driver, CUDA version, nodes) counts as listed: most nodes first, then by version.
+pub fn driver_counts(counts: impl IntoIterator<Item = (String, Option<String>, usize)>) -> Vec<DriverCount> {
+    let mut out: Vec<DriverCount> = counts
         .into_iter()
-        .map(|((driver_version, cuda_driver_version), nodes)| DriverCount {
-            driver_version,
-            cuda_driver_version,
-            nodes,
-        })
+        .map(|(driver_version, cuda_driver_version, nodes)| DriverCount { driver_version, cuda_driver_version, nodes })
         .collect();
     out.sort_by(|a, b| b.nodes.cmp(&a.nodes).then_with(|| a.driver_version.cmp(&b.driver_version)));
     out

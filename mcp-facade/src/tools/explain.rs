@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use gpuscope_crds::Health;
-use gpuscope_crds::log_analysis::{XidExplanation, explain_xid};
 use gpuscope_crds::policy::EffectivePolicy;
+use gpuscope_log_analysis::{XidExplanation, explain_xid};
 use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

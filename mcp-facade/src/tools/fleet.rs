@@ -8,14 +8,13 @@ use serde::{Deserialize, Serialize};
 use crate::answer::Answer;
 use crate::args;
 use crate::error::ToolError;
-use crate::freshness::{self, ProbeState};
-use crate::gpu_resources::whole_gpus;
-use crate::snapshot::{NodeRef, Snapshot};
+use crate::freshness::ProbeState;
+use crate::snapshot::Snapshot;
+use crate::time::{age, rfc3339};
 use crate::tools::common::{
-    DriverCount, HealthCounts, ModelCount, Truncated, by_driver, by_model, count_gpu_healths, merge_cuts, node_health,
-    plural, take,
+    DriverCount, HealthCounts, ModelCount, Truncated, cut, driver_counts, merge_cuts, model_counts, plural,
 };
-use crate::tools::health::{ProbeCounts, ReasonAction, actions_by_reason, node_problems};
+use crate::tools::health::{ProbeCounts, ReasonAction, reason_actions};
 use crate::xid_view::meaning;
 
 /// Default and largest number of offenders and stale probes listed.
@@ -153,92 +152,43 @@ impl Answer for FleetSummary {
     }
 }
 
-/// Answer `get_fleet_summary`.
+/// Answer `get_fleet_summary`: every count and list is read off the indexes ([`crate::index::fleet`]), so the work
+/// is the size of the answer, not of the fleet.
 pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolError> {
     let limit = args::limit(args.limit, DEFAULT_TOP, MAX_TOP)?;
-    let gpu_nodes = snap.gpu_nodes();
-    let (mut nodes, mut gpus, mut probes) = (HealthCounts::default(), HealthCounts::default(), ProbeCounts::default());
+    let ix = snap.indexes();
+    let f = ix.fleet();
+    let (nodes, gpus, probes) =
+        (HealthCounts::from(f.nodes()), HealthCounts::from(f.gpus()), ProbeCounts::from(f.probes()));
     // (offender, its first action): only the worst one's action is spelled out, in `action`.
-    let mut offenders: Vec<(Offender, String)> = Vec::new();
-    let mut problems = Vec::new();
-    let mut stale = Vec::new();
-    let mut xids = FleetXids::default();
-    let mut latest: std::collections::BTreeMap<u32, usize> = Default::default();
-    for n in &gpu_nodes {
-        let (name, o) = (&n.name, n.facts());
-        let probe = freshness::state(o);
-        probes.add(probe);
-        let health = node_health(o);
-        nodes.add(health);
-        let s = o;
-        let mut node_gpus = HealthCounts::default();
-        if let Some(s) = s {
-            count_gpu_healths(s, &mut node_gpus);
-        }
-        gpus.total += node_gpus.total;
-        gpus.healthy += node_gpus.healthy;
-        gpus.degraded += node_gpus.degraded;
-        gpus.unhealthy += node_gpus.unhealthy;
-        gpus.unknown += node_gpus.unknown;
-        let recent = s.and_then(|s| s.recent_xid_count).unwrap_or(0);
-        if recent > 0 {
-            xids.nodes_with_recent_xids += 1;
-            xids.recent_xids += recent;
-            if let Some(code) = s.and_then(|s| s.xids.as_ref()).and_then(|x| x.last_code) {
-                *latest.entry(code).or_default() += 1;
-            }
-        }
-        let silent = matches!(probe, ProbeState::Stale | ProbeState::Missing);
-        if silent {
-            let f = freshness::of(o, snap.now());
-            stale.push(StaleProbe { node: name.clone(), state: f.state, since: f.since, held_for: f.held_for });
-        }
-        let offends = matches!(health, Health::Unhealthy | Health::Degraded);
-        if !(offends || silent) {
-            continue;
-        }
-        let node_problems = node_problems(o, name, probe, None);
-        if offends {
-            let mut reasons: Vec<String> = Vec::new();
-            for r in node_problems.iter().flat_map(|p| p.reasons.iter()) {
-                if !reasons.contains(r) {
-                    reasons.push(r.clone());
-                }
-            }
-            let action = node_problems
-                .first()
-                .and_then(|p| p.action.clone())
-                .unwrap_or_else(|| format!("Inspect {name} with describe_gpu_node."));
-            offenders.push((
-                Offender {
-                    node: name.clone(),
-                    health,
-                    unhealthy_gpus: node_gpus.unhealthy,
-                    degraded_gpus: node_gpus.degraded,
-                    reasons,
-                    recent_xids: recent,
-                },
-                action,
-            ));
-        }
-        problems.extend(node_problems);
-    }
-    offenders.sort_by(|(a, _), (b, _)| {
-        (b.health == Health::Unhealthy)
-            .cmp(&(a.health == Health::Unhealthy))
-            .then_with(|| {
-                (b.unhealthy_gpus, b.degraded_gpus, b.recent_xids).cmp(&(
-                    a.unhealthy_gpus,
-                    a.degraded_gpus,
-                    a.recent_xids,
-                ))
-            })
-            .then_with(|| a.node.cmp(&b.node))
-    });
-    // Oldest silence first: the transition time sorts as text (RFC 3339).
-    stale.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.node.cmp(&b.node)));
-    let mut latest: Vec<CodeNodes> = latest
-        .into_iter()
+    let offenders: Vec<(Offender, String)> = f
+        .offenders()
+        .take(limit)
+        .map(|(name, row)| {
+            let offender = Offender {
+                node: name.to_string(),
+                health: row.health,
+                unhealthy_gpus: row.gpus.get(Health::Unhealthy),
+                degraded_gpus: row.gpus.get(Health::Degraded),
+                reasons: row.reasons(),
+                recent_xids: row.recent_xids,
+            };
+            (offender, row.first_action(name))
+        })
+        .collect();
+    let stale_probes: Vec<StaleProbe> = f
+        .silent()
+        .take(limit)
+        .map(|(name, row)| StaleProbe {
+            node: name.to_string(),
+            state: row.probe,
+            since: row.probe_since.as_ref().map(rfc3339),
+            held_for: row.probe_since.as_ref().map(|t| age(snap.now(), t.0)),
+        })
+        .collect();
+    let (nodes_with_recent_xids, recent_xids) = f.recent_xids();
+    let mut latest: Vec<CodeNodes> = f
+        .latest_codes()
         .map(|(code, n)| {
             let m = meaning(code);
             CodeNodes { code, mnemonic: m.mnemonic, severity: m.severity, nodes: n }
@@ -246,33 +196,28 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
         .collect();
     latest.sort_by(|a, b| b.nodes.cmp(&a.nodes).then_with(|| a.code.cmp(&b.code)));
     latest.truncate(5);
-    xids.latest_codes = latest;
-
-    let mut allocation = FleetAllocation {
-        gpus_allocatable: gpu_nodes
-            .iter()
-            .filter_map(|n| n.node.as_deref())
-            .map(|n| whole_gpus(n.gpu_allocatable.iter()))
-            .sum(),
-        ..Default::default()
+    let xids = FleetXids { nodes_with_recent_xids, recent_xids, latest_codes: latest };
+    let allocation = FleetAllocation {
+        gpus_allocatable: f.gpus_allocatable(),
+        gpus_held: ix.pods().gpus_held(),
+        pods: ix.pods().pods(),
+        pending_pods: ix.pods().pending_pods(),
     };
-    for p in snap.gpu_pods().iter().filter(|p| p.is_active()) {
-        allocation.pods += 1;
-        match &p.node_name {
-            Some(_) => allocation.gpus_held += whole_gpus(p.gpus.iter()),
-            None => allocation.pending_pods += 1,
-        }
-    }
 
     let hint = || format!("call get_gpu_health for every problem, or raise limit (max {MAX_TOP})");
     let first_action = offenders.first().map(|(o, action)| (o.node.clone(), o.health, action.clone()));
-    let (top_offenders, t1) = take(offenders.into_iter().map(|(o, _)| o).collect(), limit, hint);
-    let (stale_probes, t2) = take(stale, limit, hint);
-    let truncated = merge_cuts([("top_offenders", t1), ("stale_probes", t2)]);
-    let mut by_model = by_model(gpu_nodes.iter().filter_map(NodeRef::facts));
+    let top_offenders: Vec<Offender> = offenders.into_iter().map(|(o, _)| o).collect();
+    let truncated = merge_cuts([
+        ("top_offenders", cut(f.offender_count(), limit, hint)),
+        ("stale_probes", cut(f.silent_count(), limit, hint)),
+    ]);
+    let mut by_model = model_counts(f.models());
     by_model.truncate(10);
-    let mut by_driver = by_driver(gpu_nodes.iter().filter_map(NodeRef::facts));
+    let mut by_driver =
+        driver_counts(f.drivers().map(|(driver, cuda, nodes)| (driver.to_string(), cuda.map(str::to_string), nodes)));
     by_driver.truncate(5);
+    let actions_by_reason = reason_actions(f.offender_reasons());
+    drop(ix);
 
     let verdict = if nodes.total == 0 {
         format!(
@@ -329,7 +274,7 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
         allocation,
         xids,
         top_offenders,
-        actions_by_reason: actions_by_reason(&problems),
+        actions_by_reason,
         stale_probes,
         truncated,
     })

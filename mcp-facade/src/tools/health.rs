@@ -1,7 +1,6 @@
 //! `get_gpu_health`: the operator's verdicts and conditions, worst first, each with its reasons and the action.
 
 use gpuscope_crds::Health;
-use gpuscope_crds::health::reason;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -10,11 +9,15 @@ use crate::answer::Answer;
 use crate::args::{self, DEFAULT_LIMIT, FLEET_DEFAULT_LIMIT, GpuArg, GpuSelector, MAX_LIMIT};
 use crate::error::ToolError;
 use crate::freshness::{self, Freshness, ProbeState};
+use crate::index::reasons::ReasonTally;
+use crate::index::tally::ProbeTally;
+use crate::problems::rank;
 use crate::snapshot::{NodeRef, Snapshot};
-use crate::status_facts::StatusFacts;
 use crate::tools::common::{
-    ConditionView, GpuRef, HealthCounts, Truncated, gpu_healths, gpu_ref, node_health, plural, select_gpus, take,
+    ConditionView, GpuRef, HealthCounts, Truncated, cut, gpu_healths, node_health, plural, select_gpus, take,
 };
+
+pub use crate::problems::{Problem, node_problems};
 
 /// Arguments of `get_gpu_health`.
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
@@ -77,6 +80,17 @@ pub struct ProbeCounts {
     pub unknown: usize,
 }
 
+impl From<&ProbeTally> for ProbeCounts {
+    fn from(t: &ProbeTally) -> ProbeCounts {
+        ProbeCounts {
+            reporting: t.get(ProbeState::Reporting),
+            stale: t.get(ProbeState::Stale),
+            missing: t.get(ProbeState::Missing),
+            unknown: t.get(ProbeState::Unknown),
+        }
+    }
+}
+
 impl ProbeCounts {
     /// Count one probe.
     pub fn add(&mut self, s: ProbeState) {
@@ -87,29 +101,6 @@ impl ProbeCounts {
             ProbeState::Unknown => self.unknown += 1,
         }
     }
-}
-
-/// One thing that is not healthy: a GPU's verdict, or a node-level problem (stale probe, no data).
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
-pub struct Problem {
-    /// Node name.
-    pub node: String,
-    /// The verdict.
-    pub health: Health,
-    /// The GPU, when the problem is one GPU's.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gpu: Option<GpuRef>,
-    /// Machine-readable reasons, e.g. XidFallenOffBus.
-    pub reasons: Vec<String>,
-    /// What to do: the operator's message for this GPU, or the action for its first reason. Left out of
-    /// fleet-wide lists, where it would repeat the same catalog text per row (see `actions_by_reason`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
-    /// Whether the probe is reporting (a stale probe means the verdict may be old).
-    pub probe: ProbeState,
-    /// The blast radius: the pods holding this GPU now ("namespace/name (Job/x)"), from the probe's binding.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub workloads: Vec<String>,
 }
 
 /// What to do about one reason, said once for every node that has it.
@@ -131,26 +122,14 @@ pub struct ReasonAction {
 /// fleet rarely shows more than a few at once.
 pub const MAX_REASON_ACTIONS: usize = 5;
 
-/// The action for every reason among `problems`, counted over all of them: Unhealthy first, then most nodes.
-pub fn actions_by_reason(problems: &[Problem]) -> Vec<ReasonAction> {
-    let mut by: std::collections::BTreeMap<&str, (Health, std::collections::BTreeSet<&str>, usize)> =
-        Default::default();
-    for p in problems {
-        for r in &p.reasons {
-            let entry = by.entry(r.as_str()).or_insert((p.health, Default::default(), 0));
-            if rank(p.health) < rank(entry.0) {
-                entry.0 = p.health;
-            }
-            entry.1.insert(p.node.as_str());
-            entry.2 += usize::from(p.gpu.is_some());
-        }
-    }
-    let mut out: Vec<ReasonAction> = by
-        .into_iter()
-        .map(|(reason, (health, nodes, gpus))| ReasonAction {
+/// The action for every reason of a tally of problems: Unhealthy first, then most nodes.
+pub fn reason_actions(tally: &ReasonTally) -> Vec<ReasonAction> {
+    let mut out: Vec<ReasonAction> = tally
+        .iter()
+        .map(|(reason, health, nodes, gpus)| ReasonAction {
             reason: reason.to_string(),
             health,
-            nodes: nodes.len(),
+            nodes,
             gpus,
             action: actions::for_reason(reason, "<node>"),
         })
@@ -179,103 +158,47 @@ impl Answer for HealthReport {
     }
 }
 
-fn rank(h: Health) -> u8 {
-    match h {
-        Health::Unhealthy => 0,
-        Health::Degraded => 1,
-        Health::Unknown => 2,
-        Health::Healthy => 3,
-    }
+/// What an answer counts and lists over its scope.
+struct Counted {
+    nodes: HealthCounts,
+    gpus: HealthCounts,
+    probes: ProbeCounts,
+    problems: Vec<Problem>,
+    truncated: Option<Truncated>,
+    actions_by_reason: Vec<ReasonAction>,
 }
 
-/// Problems of one node: its non-healthy GPU verdicts (optionally only `only`), or a node-level entry when the
-/// probe is not reporting or the node has no verdicts.
-pub fn node_problems(o: Option<&StatusFacts>, name: &str, probe: ProbeState, only: Option<&[GpuRef]>) -> Vec<Problem> {
-    let mut out: Vec<Problem> = o
-        .map(|o| &*o.problems)
-        .unwrap_or(&[])
-        .iter()
-        // A silent probe explains Unknown verdicts: one node-level entry says it instead of one per GPU.
-        .filter(|v| probe.is_fresh() || v.health != Health::Unknown)
-        .filter(|v| only.is_none_or(|wanted| wanted.iter().any(|w| w.uuid.as_deref() == Some(v.uuid.as_str()))))
-        .map(|v| {
-            // Identity from the inventory (index, PCI address), else from the verdict (a vanished GPU).
-            let inventoried = o.and_then(|o| o.inventory().find(|g| *g.uuid == *v.uuid));
-            // A GPU gone from the inventory (fell off the bus) has no binding: the pods its XIDs hit are its radius.
-            let workloads: Vec<String> = match inventoried {
-                Some(g) => g.workloads.iter().map(|w| w.to_string()).collect(),
-                None => attributed_to(o, &v.uuid),
-            };
-            let gpu = inventoried.map(gpu_ref).unwrap_or(GpuRef {
-                index: v.index,
-                uuid: Some(v.uuid.clone()),
-                pci_bus_id: None,
-            });
-            let action = v.message.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| match v.reasons.first() {
-                Some(r) => actions::for_reason(r, name),
-                None => format!("Inspect {name} with describe_gpu_node."),
-            });
-            Problem {
-                node: name.to_string(),
-                health: v.health,
-                gpu: Some(gpu),
-                reasons: v.reasons.clone(),
-                action: Some(action),
-                probe,
-                workloads,
+/// Count and list the problems of a few nodes (a node, or the nodes of the GPUs asked for), worst first.
+fn counted(
+    scope: &[NodeRef],
+    selected: Option<&[(String, GpuRef)]>,
+    limit: usize,
+    hint: impl FnOnce() -> String,
+) -> Counted {
+    let (mut nodes, mut gpus, mut probes) = (HealthCounts::default(), HealthCounts::default(), ProbeCounts::default());
+    let mut problems = Vec::new();
+    for n in scope {
+        let o = n.facts();
+        let probe = freshness::state(o);
+        probes.add(probe);
+        nodes.add(node_health(o));
+        let only: Option<Vec<GpuRef>> =
+            selected.map(|c| c.iter().filter(|(name, _)| *name == n.name).map(|(_, g)| g.clone()).collect());
+        for (g, h) in o.map(gpu_healths).unwrap_or_default() {
+            if only.as_ref().is_none_or(|w| w.iter().any(|x| x.uuid.is_some() && x.uuid == g.uuid)) {
+                gpus.add(h);
             }
-        })
-        .collect();
-    // A node-level entry when nothing per GPU explains the node's state.
-    let node_level = match (probe, o) {
-        (ProbeState::Stale, _) => Some((Health::Unknown, reason::PROBE_STALE)),
-        (ProbeState::Missing, _) => Some((Health::Unknown, reason::PROBE_MISSING)),
-        (_, Some(o)) if out.is_empty() && only.is_none() && o.health() != Health::Healthy => {
-            Some((o.health(), reason::NO_DATA))
         }
-        _ => None,
-    };
-    if let Some((health, why)) = node_level
-        && only.is_none()
-        && !out.iter().any(|p| p.reasons.iter().any(|r| r == why))
-    {
-        let why = if why == reason::NO_DATA { summary_reason(o).unwrap_or(why.to_string()) } else { why.to_string() };
-        out.push(Problem {
-            node: name.to_string(),
-            health,
-            gpu: None,
-            action: Some(actions::for_reason(&why, name)),
-            reasons: vec![why],
-            probe,
-            workloads: Vec::new(),
-        });
+        problems.extend(node_problems(o, &n.name, probe, only.as_deref()));
     }
-    out
-}
-
-/// The pods the XIDs of GPU `uuid` were attributed to, newest first, at most 4.
-fn attributed_to(o: Option<&StatusFacts>, uuid: &str) -> Vec<String> {
-    let Some(history) = o.and_then(|o| o.xids.as_deref()) else { return Vec::new() };
-    let mut out: Vec<String> = Vec::new();
-    for pod in
-        history.totals.iter().filter(|t| t.gpu_uuid.as_deref() == Some(uuid)).flat_map(|t| t.pods.iter().flatten())
-    {
-        let label = match &pod.controller {
-            Some(c) => format!("{} ({c})", pod.key()),
-            None => pod.key(),
-        };
-        if !out.contains(&label) {
-            out.push(label);
-        }
-    }
-    out.truncate(gpuscope_crds::gpu_node_status::MAX_PODS_PER_GPU);
-    out
-}
-
-/// The reason of the GPUHealthy condition when it is not True (why the node as a whole is not healthy).
-fn summary_reason(o: Option<&StatusFacts>) -> Option<String> {
-    let c = o?.gpu_healthy.as_ref()?;
-    (c.status != "True" && !c.reason.is_empty()).then(|| c.reason.clone())
+    problems.sort_by(|a, b| {
+        rank(a.health)
+            .cmp(&rank(b.health))
+            .then_with(|| a.node.cmp(&b.node))
+            .then_with(|| a.gpu.as_ref().and_then(|g| g.index).cmp(&b.gpu.as_ref().and_then(|g| g.index)))
+    });
+    let (problems, truncated) = take(problems, limit, hint);
+    Counted { nodes, gpus, probes, problems, truncated, actions_by_reason: Vec::new() }
 }
 
 /// Answer `get_gpu_health`.
@@ -290,6 +213,8 @@ pub fn answer(snap: &Snapshot, args: &HealthArgs) -> Result<HealthReport, ToolEr
         .transpose()?
         .map(|sel| select_gpus(snap, node.as_ref(), &sel))
         .transpose()?;
+    let hint =
+        || "pass node_name (or gpu) to focus, or a larger limit (max 200); the counts cover everything".to_string();
     let scope: Vec<NodeRef> = match (&node, &selected) {
         (Some(n), _) => vec![n.clone()],
         (None, Some(chosen)) => {
@@ -297,35 +222,23 @@ pub fn answer(snap: &Snapshot, args: &HealthArgs) -> Result<HealthReport, ToolEr
             names.dedup();
             names.into_iter().filter_map(|n| snap.require_node(n).ok()).collect()
         }
-        (None, None) => snap.gpu_nodes(),
+        (None, None) => Vec::new(),
     };
-
-    let (mut nodes, mut gpus, mut probes) = (HealthCounts::default(), HealthCounts::default(), ProbeCounts::default());
-    let mut problems = Vec::new();
-    for n in &scope {
-        let o = n.facts();
-        let probe = freshness::state(o);
-        probes.add(probe);
-        nodes.add(node_health(o));
-        let only: Option<Vec<GpuRef>> =
-            selected.as_ref().map(|c| c.iter().filter(|(name, _)| *name == n.name).map(|(_, g)| g.clone()).collect());
-        for (g, h) in o.map(gpu_healths).unwrap_or_default() {
-            if only.as_ref().is_none_or(|w| w.iter().any(|x| x.uuid.is_some() && x.uuid == g.uuid)) {
-                gpus.add(h);
-            }
+    let Counted { nodes, gpus, probes, mut problems, truncated, actions_by_reason } = if focused {
+        counted(&scope, selected.as_deref(), limit, hint)
+    } else {
+        // The fleet: the counts, the first `limit` problems and the reasons, read off the indexes.
+        let ix = snap.indexes();
+        let f = ix.fleet();
+        Counted {
+            nodes: HealthCounts::from(f.nodes()),
+            gpus: HealthCounts::from(f.gpus()),
+            probes: ProbeCounts::from(f.probes()),
+            problems: f.problems().take(limit).cloned().collect(),
+            truncated: cut(f.problem_count(), limit, hint),
+            actions_by_reason: reason_actions(f.reasons()),
         }
-        problems.extend(node_problems(o, &n.name, probe, only.as_deref()));
-    }
-    problems.sort_by(|a, b| {
-        rank(a.health)
-            .cmp(&rank(b.health))
-            .then_with(|| a.node.cmp(&b.node))
-            .then_with(|| a.gpu.as_ref().and_then(|g| g.index).cmp(&b.gpu.as_ref().and_then(|g| g.index)))
-    });
-    let actions_by_reason = if focused { Vec::new() } else { actions_by_reason(&problems) };
-    let (mut problems, truncated) = take(problems, limit, || {
-        "pass node_name (or gpu) to focus, or a larger limit (max 200); the counts cover everything".to_string()
-    });
+    };
 
     let (conditions, probe) = match &node {
         Some(n) => (
@@ -392,6 +305,8 @@ pub fn answer(snap: &Snapshot, args: &HealthArgs) -> Result<HealthReport, ToolEr
 
 #[cfg(test)]
 mod tests {
+    use gpuscope_crds::health::reason;
+
     use super::*;
     use crate::gpu_resources::fixtures::node;
     use crate::snapshot::fixtures::snapshot;

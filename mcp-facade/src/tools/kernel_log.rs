@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use gpuscope_crds::gpu_node_status::GpuNodeStatusStatus;
-use gpuscope_crds::log_analysis::{AnalyzeError, AnalyzeOptions, GpuReport, KnownGpu, LogReport, MAX_INPUT_BYTES};
 use gpuscope_crds::pci::PciBusId;
 use gpuscope_crds::{GpuNodeStatus, Health};
+use gpuscope_log_analysis::{AnalyzeError, AnalyzeOptions, GpuReport, KnownGpu, LogReport, MAX_INPUT_BYTES};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -288,7 +288,7 @@ fn check_text(text: &str) -> Result<(), ToolError> {
 }
 
 fn run(text: &str, options: AnalyzeOptions) -> Result<LogReport, ToolError> {
-    gpuscope_crds::log_analysis::analyze(text.as_bytes(), options).map_err(|e| match e {
+    gpuscope_log_analysis::analyze(text.as_bytes(), options).map_err(|e| match e {
         AnalyzeError::TooLarge { .. } => ToolError::invalid("text", e.to_string()),
         AnalyzeError::Io(_) => ToolError::Internal(e.to_string()),
     })

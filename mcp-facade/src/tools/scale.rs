@@ -568,3 +568,59 @@ fn answer_sizes_and_latencies_at_scale() {
         }
     }
 }
+
+/// The process's resident set, MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next());
+    kib.and_then(|k| k.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+}
+
+/// `cargo test -p gpuscope-mcp --release -- --ignored --nocapture index_build` prints, per fleet size: the time to
+/// build the stores and indexes from a full list (objects generated one at a time, as a paged list hands them
+/// over; the generation's own time printed apart), the RSS the cache adds, and each tool's p50 / p99 in-process.
+#[test]
+#[ignore = "measurement, not a check: run by hand"]
+fn index_build_and_answer_latency_up_to_50000_nodes() {
+    // As the facade's main does, before anything allocates much.
+    let _ = crate::malloc::tune(|_| None);
+    for n in [1_000, 5_000, 50_000] {
+        let started = Instant::now();
+        for i in 0..n {
+            std::hint::black_box((status(i), kubelet_node(i), gpu_pod(i)));
+        }
+        let generating = started.elapsed();
+        let before = rss_mib();
+        let started = Instant::now();
+        let cache = crate::cache::ClusterCache::from_objects(
+            "scale",
+            (0..n).map(status),
+            (0..n).map(kubelet_node),
+            (0..n).map(gpu_pod),
+        );
+        let building = started.elapsed().saturating_sub(generating);
+        let added = rss_mib() - before;
+        println!(
+            "{n:>6} nodes  stores + indexes built from a full list in {:.2} s (generating the objects: {:.2} s more); \
+             RSS +{added:.1} MiB",
+            building.as_secs_f64(),
+            generating.as_secs_f64()
+        );
+        let snap = cache.snapshot(crate::snapshot::fixtures::NOW.parse().unwrap_or_default());
+        for (tool, call) in fleet_calls(&snap).into_iter().chain(node_calls(&snap)) {
+            let calls = if n >= 50_000 { 21 } else { 101 };
+            let mut micros: Vec<u128> = (0..calls)
+                .map(|_| {
+                    let started = Instant::now();
+                    std::hint::black_box(call());
+                    started.elapsed().as_micros()
+                })
+                .collect();
+            micros.sort_unstable();
+            let p99 = micros[(micros.len() * 99).div_ceil(100) - 1];
+            println!("{n:>6} nodes  {tool:<30} p50 {:>8} us  p99 {:>8} us", micros[micros.len() / 2], p99);
+        }
+        drop(snap);
+        drop(cache);
+    }
+}

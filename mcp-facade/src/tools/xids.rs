@@ -2,6 +2,7 @@
 //! node, with the patterns that change the diagnosis (one GPU repeating; one code on many nodes at once).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use gpuscope_crds::xid::Severity;
 use jiff::Timestamp;
@@ -11,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::answer::Answer;
 use crate::args::{self, DEFAULT_LIMIT, FLEET_DEFAULT_LIMIT, GpuArg, GpuSelector, MAX_LIMIT, SeverityArg, Window};
 use crate::error::ToolError;
+use crate::index::xids::NodeXids;
 use crate::snapshot::Snapshot;
 use crate::time::rfc3339;
-use crate::tools::common::{GpuRef, Truncated, gpu_at, merge_cuts, plural, select_gpus, take};
+use crate::tools::common::{GpuRef, Truncated, merge_cuts, plural, select_gpus, take};
 use crate::xid_view::{XidMeaning, meaning, severity};
 
 /// A GPU that logged the same XID this often repeats (a pattern worth naming).
@@ -318,20 +320,25 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
         min: args.severity.map(SeverityArg::min).unwrap_or(Severity::Info),
         window: window.as_ref(),
     };
-    let statuses = match &node {
-        Some(n) => n.status.iter().cloned().collect(),
-        None => snap.statuses(),
+    // One node's history is resolved here; the fleet's was resolved per watch event and is read off the index:
+    // only the nodes with XIDs, or with the code asked for.
+    let histories: Vec<(String, Arc<NodeXids>)> = match &node {
+        Some(n) => n.facts().and_then(NodeXids::of).map(|x| (n.name.clone(), Arc::new(x))).into_iter().collect(),
+        None => {
+            let ix = snap.indexes();
+            let found: Box<dyn Iterator<Item = (&str, &Arc<NodeXids>)>> = match args.code {
+                Some(code) => Box::new(ix.xids().nodes_with(code)),
+                None => Box::new(ix.xids().nodes()),
+            };
+            found.map(|(name, x)| (name.to_string(), Arc::clone(x))).collect()
+        }
     };
 
     let mut rows = Vec::new();
     let mut events = Vec::new();
-    for o in &statuses {
-        let s = &o.facts;
-        let Some(xids) = s.xids.as_ref() else { continue };
-        let name = o.name.clone();
+    for (name, xids) in &histories {
         for t in &xids.totals {
-            let gpu = gpu_at(s, &t.pci_bus_id, t.gpu_uuid.as_deref());
-            if !filters.keep(&name, &gpu, t.code, t.last_seen.0) {
+            if !filters.keep(name, &t.gpu, t.code, t.last_seen) {
                 continue;
             }
             let (occurrences, at_most) = match filters.window {
@@ -345,20 +352,20 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
                         })
                         .count() as u64;
                     let ring_covers = xids.recent.iter().any(|e| e.time.0 < w.start);
-                    in_window(t.count, t.first_seen.0, w.start, raw, ring_covers)
+                    in_window(t.count, t.first_seen, w.start, raw, ring_covers)
                 }
             };
-            rows.push(Row { node: name.clone(), gpu, code: t.code, occurrences, at_most, last_seen: t.last_seen.0 });
+            rows.push(Row {
+                node: name.clone(),
+                gpu: t.gpu.clone(),
+                code: t.code,
+                occurrences,
+                at_most,
+                last_seen: t.last_seen,
+            });
         }
         for e in &xids.recent {
-            let gpu = gpu_at(s, &e.pci_bus_id, e.gpu_uuid.as_deref());
-            if filters.keep(&name, &gpu, e.code, e.time.0) {
-                let process = match (&e.process_name, e.pid) {
-                    (Some(p), Some(pid)) => Some(format!("{p} (pid {pid})")),
-                    (Some(p), None) => Some(p.clone()),
-                    (None, Some(pid)) => Some(format!("pid {pid}")),
-                    (None, None) => None,
-                };
+            if filters.keep(name, &e.gpu, e.code, e.time.0) {
                 events.push((
                     e.time.0,
                     XidEventView {
@@ -366,9 +373,9 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
                         time: rfc3339(&e.time),
                         code: e.code,
                         severity: severity(e.code).as_str().to_string(),
-                        gpu,
+                        gpu: e.gpu.clone(),
                         message: e.message.clone(),
-                        process,
+                        process: e.process.clone(),
                     },
                 ));
             }

@@ -23,8 +23,8 @@ use tokio::sync::{Notify, mpsc};
 pub use binding::{Allocation, Binding, PodOwner, PodOwners};
 pub use client::{DEFAULT_SOCKET, KubeletClient, PodResourcesError};
 
-use crate::backoff::Backoff;
 use crate::metrics::{ErrorLabels, ProbeMetrics};
+use gpuscope_runtime::backoff::Backoff;
 
 /// The field `status.unsupportedFields` names while the kubelet's pod-resources API cannot be read.
 pub const POD_RESOURCES_FIELD: &str = "podResources";

@@ -13,12 +13,12 @@ use std::io::BufRead as _;
 use std::time::{Duration, Instant};
 
 use gpuscope_crds::gpu_node_status::Backend;
-use gpuscope_crds::observability::Readiness;
 use gpuscope_probe::kmsg_source::Observation;
 use gpuscope_probe::kube_io::LeaseSettings;
 use gpuscope_probe::metrics::ProbeMetrics;
 use gpuscope_probe::publisher::{Cadence, Inventory, Publisher};
 use gpuscope_probe::spool::Spool;
+use gpuscope_runtime::observability::Readiness;
 use tokio::sync::{mpsc, watch};
 
 use super::facade_calls::{ToolFigure, measure_tools, print_facade_rss, print_tools, spawn_facade};

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::report::{CompanionKindReport, LogReport, XidReport};
 use super::time::LogTime;
-use crate::health::Health;
+use gpuscope_crds::health::Health;
 
 /// The report as text: the verdict and the first action, then per-GPU tables, SXids, companion lines and what
 /// was not understood. Lines are at most about 120 characters except quoted log text.

@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use super::prefix::PrefixKind;
 use super::time::LogTime;
-use crate::health::Health;
-use crate::policy::EffectivePolicy;
-use crate::xid::rules::{GpuAction, LogXidEvidence, XidRule, XidVerdict, log_xid_verdict, xid_rule};
-use crate::xid::{CATALOG_REVISION, CATALOG_SOURCE, RecoveryAction, lookup};
+use gpuscope_crds::health::Health;
+use gpuscope_crds::policy::EffectivePolicy;
+use gpuscope_crds::xid::rules::{GpuAction, LogXidEvidence, XidRule, XidVerdict, log_xid_verdict, xid_rule};
+use gpuscope_crds::xid::{CATALOG_REVISION, CATALOG_SOURCE, RecoveryAction, lookup};
 
 /// The analysis of one kernel log.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
@@ -475,7 +475,7 @@ pub fn explain_xid(code: u32, policy: &EffectivePolicy) -> XidExplanation {
     let once = LogXidEvidence { code, count: 1, recovery_action: None, remedied: false };
     let above = LogXidEvidence { count: u64::from(policy.application_xid_rate).saturating_add(1), ..once };
     let rule = xid_rule(code, policy);
-    let by_recovery_action = if rule.effect == crate::xid::rules::XidEffect::RecoveryAction {
+    let by_recovery_action = if rule.effect == gpuscope_crds::xid::rules::XidEffect::RecoveryAction {
         (0..=7)
             .map(RecoveryAction::from_code)
             .map(|action| RecoveryActionVerdict {

@@ -13,14 +13,14 @@ use super::report::{
     SxidReport, UuidSource, XidReport,
 };
 use super::time::TimeText;
-use crate::health::Health;
-use crate::kmsg::RecordFlag;
-use crate::pci::PciBusId;
-use crate::policy::EffectivePolicy;
-use crate::xid::line::parse_kernel_message;
-use crate::xid::line::{CompanionKind, KernelEvent, SxidLine, XidLine, XidLineError, XidLineErrorReason};
-use crate::xid::rules::{GpuAction, LogXidEvidence, XidEffect, log_xid_verdict};
-use crate::xid::{RecoveryAction, lookup};
+use gpuscope_crds::health::Health;
+use gpuscope_crds::kmsg::RecordFlag;
+use gpuscope_crds::pci::PciBusId;
+use gpuscope_crds::policy::EffectivePolicy;
+use gpuscope_crds::xid::line::parse_kernel_message;
+use gpuscope_crds::xid::line::{CompanionKind, KernelEvent, SxidLine, XidLine, XidLineError, XidLineErrorReason};
+use gpuscope_crds::xid::rules::{GpuAction, LogXidEvidence, XidEffect, log_xid_verdict};
+use gpuscope_crds::xid::{RecoveryAction, lookup};
 
 /// The longest line read; a longer line is read up to here (and counted in `input.longLines`).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -96,7 +96,7 @@ pub struct AnalyzeOptions {
 /// Feeds a kernel log line by line (or in arbitrary chunks) and gives a [`LogReport`] at the end.
 ///
 /// ```
-/// use gpuscope_crds::log_analysis::{AnalyzeOptions, LogAnalyzer};
+/// use gpuscope_log_analysis::{AnalyzeOptions, LogAnalyzer};
 /// let mut analyzer = LogAnalyzer::new(AnalyzeOptions::default());
 /// analyzer.push_bytes(b"[Mon Aug  5 03:54:13 2024] NVRM: Xid (PCI:0000:3b:00): 79, GPU has fallen off the bus.\n");
 /// let report = analyzer.finish();
@@ -850,7 +850,7 @@ pub(super) fn decode_kmsg_text(prefix: &LinePrefix<'_>) -> Option<String> {
         return None;
     }
     let record = format!("0,0,0,-;{}", prefix.text);
-    crate::kmsg::parse_record(record.as_bytes()).ok().map(|r| r.message)
+    gpuscope_crds::kmsg::parse_record(record.as_bytes()).ok().map(|r| r.message)
 }
 
 /// A continued kmsg record's message exactly as logged (the kernel joins fragments with nothing between them, so
@@ -858,7 +858,7 @@ pub(super) fn decode_kmsg_text(prefix: &LinePrefix<'_>) -> Option<String> {
 fn kmsg_fragment(line: &str, prefix: &LinePrefix<'_>) -> String {
     let raw = line.split_once(';').map_or(prefix.text, |(_, message)| message.trim_end_matches(['\r', '\n']));
     let record = format!("0,0,0,-;{raw}");
-    match crate::kmsg::parse_record(record.as_bytes()) {
+    match gpuscope_crds::kmsg::parse_record(record.as_bytes()) {
         Ok(r) => r.message,
         Err(_) => raw.to_string(),
     }

@@ -3,23 +3,23 @@
 //!
 //! - Every common way a kernel line reaches a person is accepted ([`split_prefix`]: `/dev/kmsg` records, `dmesg`
 //!   in all its time formats, journalctl and syslog, log shippers, markdown quotes, another tool's message); the
-//!   driver's records are read by the probe's own parser ([`crate::xid::line::parse_kernel_message`]), so the
+//!   driver's records are read by the probe's own parser ([`gpuscope_crds::xid::line::parse_kernel_message`]), so the
 //!   probe and the analysis never disagree about a line.
-//! - Verdicts come from the operator's own rule table ([`crate::xid::rules`]), applied to the log as one window.
+//! - Verdicts come from the operator's own rule table ([`gpuscope_crds::xid::rules`]), applied to the log as one window.
 //! - Input: [`analyze`] takes up to [`MAX_INPUT_BYTES`] at once; [`LogAnalyzer`] and [`analyze_reader`] stream
 //!   any amount in bounded memory. Non-UTF-8 and binary input is read line by line and never fails.
 //! - Output: a [`LogReport`] of bounded size ([`Limits`]), serializable with a JSON schema (for an MCP tool's
 //!   structured content), and [`render_text`] for a terminal.
 //!
 //! ```
-//! use gpuscope_crds::log_analysis::{AnalyzeOptions, analyze, render_text};
+//! use gpuscope_log_analysis::{AnalyzeOptions, analyze, render_text};
 //! let log = "[Mon Aug  5 03:54:13 2024] NVRM: GPU at PCI:0000:3b:00: GPU-5a4c2e1b-8f3e-4c1d-9e2a-0123456789ab\n\
 //!            [Mon Aug  5 03:54:13 2024] NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python3, GPU has fallen off the bus.\n";
 //! let report = analyze(log.as_bytes(), AnalyzeOptions::default())?;
 //! assert_eq!(report.summary.headline, "reboot node: XID 79 on 0000:3b:00.0");
 //! assert_eq!(report.gpus[0].uuid.as_deref(), Some("GPU-5a4c2e1b-8f3e-4c1d-9e2a-0123456789ab"));
 //! assert!(render_text(&report).starts_with("Unhealthy: reboot node: XID 79 on 0000:3b:00.0"));
-//! # Ok::<(), gpuscope_crds::log_analysis::AnalyzeError>(())
+//! # Ok::<(), gpuscope_log_analysis::AnalyzeError>(())
 //! ```
 
 mod analyzer;
@@ -45,7 +45,7 @@ pub use report::{
 };
 pub use time::{LogTime, TimeKind};
 
-use crate::xid::line::{KernelEvent, XidLineError, parse_kernel_message};
+use gpuscope_crds::xid::line::{KernelEvent, XidLineError, parse_kernel_message};
 
 /// The most input [`analyze`] takes at once: 64 MiB. Larger logs go through [`LogAnalyzer`] or
 /// [`analyze_reader`], which stream.

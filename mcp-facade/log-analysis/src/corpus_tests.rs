@@ -1,10 +1,10 @@
-//! The corpus (`crds/tests-data/log-analysis/corpus.txt`): realistic lines in every accepted format, each case with
+//! The corpus (`mcp-facade/log-analysis/tests-data/corpus.txt`): realistic lines in every accepted format, each case with
 //! its expected result, run through the library case by case and as one log.
 
 use super::*;
-use crate::health::Health;
+use gpuscope_crds::health::Health;
 
-const CORPUS: &str = include_str!("../../tests-data/log-analysis/corpus.txt");
+const CORPUS: &str = include_str!("../tests-data/corpus.txt");
 
 /// One case of the corpus.
 struct Case {
@@ -233,10 +233,10 @@ fn every_expected_xid_parses_like_the_bare_driver_line() {
     for case in cases() {
         for line in &case.lines {
             let parsed = parse_log_line(line);
-            if let Ok(Some(crate::xid::line::KernelEvent::Xid(x))) = &parsed.event {
+            if let Ok(Some(gpuscope_crds::xid::line::KernelEvent::Xid(x))) = &parsed.event {
                 let bare = x.to_kernel_text();
-                let again = crate::xid::line::parse_kernel_message(&bare);
-                assert_eq!(again.ok().flatten(), Some(crate::xid::line::KernelEvent::Xid(x.clone())), "{line}");
+                let again = gpuscope_crds::xid::line::parse_kernel_message(&bare);
+                assert_eq!(again.ok().flatten(), Some(gpuscope_crds::xid::line::KernelEvent::Xid(x.clone())), "{line}");
             }
         }
     }
@@ -263,7 +263,7 @@ fn the_whole_corpus_as_one_log_adds_up() {
     // Three reboots in the file (two `Linux version` lines, one journal separator); the last is in the last case,
     // after every XID: nothing counts, as in the operator after a reboot.
     assert_eq!(report.input.reboots_seen, 3);
-    assert_eq!((s.health, s.action), (Health::Healthy, crate::xid::rules::GpuAction::None));
+    assert_eq!((s.health, s.action), (Health::Healthy, gpuscope_crds::xid::rules::GpuAction::None));
     assert!(report.gpus.iter().flat_map(|g| &g.xids).all(|x| x.before_last_reboot == x.count));
     // The whole corpus shares one GPU address across cases: limits keep the report bounded.
     assert!(report.gpus.len() <= Limits::default().max_gpus);

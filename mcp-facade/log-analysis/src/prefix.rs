@@ -23,7 +23,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::kmsg::RecordFlag;
+use gpuscope_crds::kmsg::RecordFlag;
 
 /// The most layers peeled from one line; real lines have at most four.
 const MAX_LAYERS: usize = 8;

@@ -4,11 +4,11 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::health::Health;
-use crate::pci::PciBusId;
-use crate::xid::RecoveryAction;
-use crate::xid::line::{KernelEvent, XidLine, parse_kernel_message};
-use crate::xid::rules::GpuAction;
+use gpuscope_crds::health::Health;
+use gpuscope_crds::pci::PciBusId;
+use gpuscope_crds::xid::RecoveryAction;
+use gpuscope_crds::xid::line::{KernelEvent, XidLine, parse_kernel_message};
+use gpuscope_crds::xid::rules::GpuAction;
 
 fn pci(s: &str) -> PciBusId {
     PciBusId::parse(s).unwrap()
@@ -120,7 +120,10 @@ fn a_policy_override_changes_the_verdict_like_in_the_operator() {
     let mut options = AnalyzeOptions::default();
     options.policy.xid_overrides.insert(
         79,
-        crate::policy::EffectiveXidOverride { health: crate::policy::XidOverrideHealth::Healthy, reason: None },
+        gpuscope_crds::policy::EffectiveXidOverride {
+            health: gpuscope_crds::policy::XidOverrideHealth::Healthy,
+            reason: None,
+        },
     );
     let r = analyze(EXAMPLE.as_bytes(), options).unwrap();
     assert_eq!((r.summary.health, r.summary.action), (Health::Healthy, GpuAction::None));
@@ -299,7 +302,7 @@ fn the_report_schema_is_an_object_and_the_report_serializes_in_camel_case() {
 
 #[test]
 fn explain_xid_gives_the_catalog_and_the_default_rule() {
-    let policy = crate::policy::EffectivePolicy::default();
+    let policy = gpuscope_crds::policy::EffectivePolicy::default();
     let e = explain_xid(13, &policy);
     assert_eq!(
         (e.catalog.immediate_action.as_str(), e.once.health, e.above_rate.health),
