@@ -25,7 +25,7 @@ async fn fleet_scale_run_converges_and_measures_every_component_and_tool() -> Re
     for process in ["kube-apiserver", "etcd", "operator", "facade", "facade peak"] {
         assert!(r.rss_mib.get(process).is_some_and(|&m| m > 1.0), "RSS of {process}: {:?}", r.rss_mib);
     }
-    assert_eq!(r.tools.len(), 10, "five fleet-wide and five single-node calls");
+    assert_eq!(r.tools.len(), 11, "five fleet-wide, five single-node and one single-pod call");
     for t in &r.tools {
         assert!(t.wire_bytes > 100 && t.p50 > Duration::ZERO && t.p99 >= t.p50, "{t:?}");
     }
@@ -46,7 +46,7 @@ async fn facade_benchmark_loads_the_fleet_and_measures_every_tool_and_the_facade
         assert!(r.rss_mib.get(what).is_some_and(|&m| m > 1.0), "facade RSS {what}: {:?}", r.rss_mib);
     }
     assert!(r.rss_mib["peak"] >= r.rss_mib["synced"], "{:?}", r.rss_mib);
-    assert_eq!(r.tools.len(), 10, "five fleet-wide and five single-node calls");
+    assert_eq!(r.tools.len(), 11, "five fleet-wide, five single-node and one single-pod call");
     for t in &r.tools {
         assert!(t.wire_bytes > 100 && t.p50 > Duration::ZERO && t.p99 >= t.p50, "{t:?}");
     }
