@@ -66,7 +66,7 @@ const NODES: Kind<Node, CachedNode> = Kind { name: "Node", kept: CachedNode::fro
 const PODS: Kind<Pod, CachedPod> = Kind { name: "Pod", kept: CachedPod::from, keep: requests_gpu };
 
 /// The same event about the kept form of its object.
-fn kept_event<W, K>(event: watcher::Event<W>, kept: fn(W) -> K) -> watcher::Event<K> {
+pub(crate) fn kept_event<W, K>(event: watcher::Event<W>, kept: fn(W) -> K) -> watcher::Event<K> {
     match event {
         watcher::Event::Apply(o) => watcher::Event::Apply(kept(o)),
         watcher::Event::Delete(o) => watcher::Event::Delete(kept(o)),

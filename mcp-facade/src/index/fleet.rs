@@ -41,6 +41,8 @@ type ProblemKey = (u8, String, Option<u32>, usize);
 #[derive(Clone, Debug, Default)]
 pub struct Fleet {
     entries: HashMap<String, Entry>,
+    /// The GPU nodes, by name.
+    names: BTreeSet<String>,
     nodes: HealthTally,
     gpus: HealthTally,
     probes: ProbeTally,
@@ -51,6 +53,7 @@ pub struct Fleet {
     recent_xids: u64,
     latest_codes: Tally<u32>,
     gpus_allocatable: u64,
+    inventory: InventoryTotals,
     offenders: BTreeSet<OffenderKey>,
     stale: BTreeSet<StaleKey>,
     problems: BTreeSet<ProblemKey>,
@@ -117,6 +120,8 @@ impl Fleet {
             return;
         }
         let row = &e.row;
+        toggle(&mut self.names, name.to_string(), add);
+        self.inventory.change(row, add);
         self.nodes.change(row.health, add);
         self.gpus.merge(&row.gpus, add);
         self.probes.change(row.probe, add);
@@ -211,6 +216,16 @@ impl Fleet {
         self.gpus_allocatable
     }
 
+    /// The GPU nodes' inventory totals.
+    pub fn inventory(&self) -> &InventoryTotals {
+        &self.inventory
+    }
+
+    /// The GPU nodes, by name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
     /// The row of the GPU node `name`.
     pub fn row(&self, name: &str) -> Option<&NodeRow> {
         self.entries.get(name).filter(|e| e.is_gpu_node()).map(|e| &e.row)
@@ -261,6 +276,35 @@ impl Fleet {
     }
 }
 
+/// What the probes' inventories add up to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InventoryTotals {
+    /// GPU nodes whose probe reported no GPUs (no GpuNodeStatus, or an empty inventory).
+    pub nodes_without_gpu_data: usize,
+    /// GPUs in the inventories.
+    pub gpus: u64,
+    /// Their memory, MiB.
+    pub memory_mib: u64,
+    /// Those with MIG enabled.
+    pub mig_gpus: usize,
+}
+
+impl InventoryTotals {
+    fn change(&mut self, row: &NodeRow, add: bool) {
+        if row.inventory_gpus == 0 {
+            self.nodes_without_gpu_data = step(self.nodes_without_gpu_data, 1, add);
+        }
+        self.mig_gpus = step(self.mig_gpus, row.mig_gpus, add);
+        if add {
+            self.gpus += row.inventory_gpus;
+            self.memory_mib += row.memory_mib;
+        } else {
+            self.gpus = self.gpus.saturating_sub(row.inventory_gpus);
+            self.memory_mib = self.memory_mib.saturating_sub(row.memory_mib);
+        }
+    }
+}
+
 fn step(n: usize, by: usize, add: bool) -> usize {
     if add { n + by } else { n.saturating_sub(by) }
 }
@@ -293,7 +337,9 @@ mod tests {
     /// Everything an answer reads, to compare two fleets.
     fn view(f: &Fleet) -> String {
         format!(
-            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?} {:?}",
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {} {:?} {:?} {:?} {:?} {:?}",
+            f.names().collect::<Vec<_>>(),
+            f.inventory(),
             f.nodes,
             f.gpus,
             f.probes,
@@ -331,6 +377,8 @@ mod tests {
         let problems: Vec<(&str, Health)> = f.problems().map(|p| (p.node.as_str(), p.health)).collect();
         assert_eq!(problems, [("bad", Health::Unhealthy), ("bare", Health::Unknown)]);
         assert!(f.row("cpu").is_none());
+        assert_eq!(f.names().collect::<Vec<_>>(), ["bad", "bare", "ok"]);
+        assert_eq!((f.inventory().gpus, f.inventory().nodes_without_gpu_data), (16, 1));
 
         // The bad node recovers, the bare one gets a probe, the CPU Node goes away.
         f.set_status("bad", Some(row(&healthy("bad", 8))));

@@ -250,7 +250,7 @@ mod tests {
 
     /// Every fleet-wide answer, as JSON.
     fn answers(snap: &crate::snapshot::Snapshot) -> Vec<String> {
-        use crate::tools::{fleet, health, xids};
+        use crate::tools::{fleet, health, inventory, xids};
         let json = |v: &dyn erased::Json| v.json();
         let mut out = vec![
             json(&fleet::answer(snap, &fleet::FleetArgs::default())),
@@ -260,6 +260,7 @@ mod tests {
             json(&xids::answer(snap, &xids::XidArgs::default())),
             json(&xids::answer(snap, &xids::XidArgs { code: Some(79), ..Default::default() })),
             json(&xids::answer(snap, &xids::XidArgs { since: Some("1h".into()), ..Default::default() })),
+            json(&inventory::answer(snap, &inventory::InventoryArgs { limit: Some(5), ..Default::default() })),
         ];
         out.retain(|s| !s.is_empty());
         out
@@ -281,41 +282,68 @@ mod tests {
         }
     }
 
+    /// Stores and indexes fed the same events, as the cache feeds them.
+    #[derive(Default)]
+    struct Fed {
+        statuses: kube::runtime::reflector::store::Writer<CachedStatus>,
+        nodes: kube::runtime::reflector::store::Writer<CachedNode>,
+        pods: kube::runtime::reflector::store::Writer<CachedPod>,
+        index: FleetIndex,
+    }
+
+    impl Fed {
+        fn status(&mut self, e: watcher::Event<gpuscope_crds::GpuNodeStatus>) {
+            let e = crate::cache::kept_event(e, CachedStatus::from);
+            self.statuses.apply_watcher_event(&e);
+            self.index.apply_status(&e);
+        }
+        fn node(&mut self, e: watcher::Event<k8s_openapi::api::core::v1::Node>) {
+            let e = crate::cache::kept_event(e, CachedNode::from);
+            self.nodes.apply_watcher_event(&e);
+            self.index.apply_node(&e);
+        }
+        fn pod(&mut self, e: watcher::Event<k8s_openapi::api::core::v1::Pod>) {
+            let e = crate::cache::kept_event(e, CachedPod::from);
+            self.pods.apply_watcher_event(&e);
+            self.index.apply_pod(&e);
+        }
+    }
+
     #[test]
     fn fleet_wide_answers_after_any_churn_equal_the_answers_from_a_fresh_list() {
+        use watcher::Event::{Apply, Delete, Init, InitApply, InitDone};
         let now: jiff::Timestamp = crate::snapshot::fixtures::NOW.parse().unwrap_or_default();
-        let index = FleetIndex::default();
+        let mut fed = Fed::default();
         // Round 0 listed, then round 1 as single events (every object applied again, some deleted first), then a
         // relist of the Nodes only, then round 2's statuses as events.
         let (s0, n0, p0) = fleet(0);
-        index.apply_status(&watcher::Event::Init);
-        s0.iter().for_each(|o| index.apply_status(&watcher::Event::InitApply(status(o.clone()))));
-        index.apply_status(&watcher::Event::InitDone);
-        n0.iter().for_each(|n| index.apply_node(&watcher::Event::Apply(CachedNode::from(n.clone()))));
-        p0.iter().for_each(|p| index.apply_pod(&watcher::Event::Apply(CachedPod::from(p.clone()))));
+        fed.status(Init);
+        s0.into_iter().for_each(|o| fed.status(InitApply(o)));
+        fed.status(InitDone);
+        n0.into_iter().for_each(|n| fed.node(Apply(n)));
+        p0.into_iter().for_each(|p| fed.pod(Apply(p)));
         let (s1, n1, p1) = fleet(1);
-        for (i, o) in s1.iter().enumerate() {
+        for (i, o) in s1.into_iter().enumerate() {
             if i.is_multiple_of(4) {
-                index.apply_status(&watcher::Event::Delete(status(o.clone())));
+                fed.status(Delete(o.clone()));
             }
-            index.apply_status(&watcher::Event::Apply(status(o.clone())));
+            fed.status(Apply(o));
         }
-        p1.iter().for_each(|p| index.apply_pod(&watcher::Event::Apply(CachedPod::from(p.clone()))));
-        index.apply_node(&watcher::Event::Init);
-        n1.iter().skip(2).for_each(|n| index.apply_node(&watcher::Event::InitApply(CachedNode::from(n.clone()))));
-        index.apply_node(&watcher::Event::InitDone);
+        p1.iter().for_each(|p| fed.pod(Apply(p.clone())));
+        fed.node(Init);
+        n1.iter().skip(2).for_each(|n| fed.node(InitApply(n.clone())));
+        fed.node(InitDone);
         let (mut s2, _, _) = fleet(2);
-        let gone = s2.pop().map(status);
-        gone.into_iter().for_each(|o| index.apply_status(&watcher::Event::Delete(o)));
-        s2.iter().for_each(|o| index.apply_status(&watcher::Event::Apply(status(o.clone()))));
+        if let Some(gone) = s2.pop() {
+            fed.status(Delete(gone));
+        }
+        s2.iter().for_each(|o| fed.status(Apply(o.clone())));
 
-        // Empty stores: fleet-wide answers read nothing but the indexes.
-        use kube::runtime::reflector::store::Writer;
-        let (s, n, p) = (Writer::default().as_reader(), Writer::default().as_reader(), Writer::default().as_reader());
-        let churned = crate::snapshot::Snapshot::new("test", now, s, n, p).with_fleet_index(index);
+        let (s, n, p) = (fed.statuses.as_reader(), fed.nodes.as_reader(), fed.pods.as_reader());
+        let churned = crate::snapshot::Snapshot::new("test", now, s, n, p).with_fleet_index(fed.index.clone());
         let fresh = crate::cache::ClusterCache::from_objects("test", s2, n1.into_iter().skip(2), p1).snapshot(now);
         let (a, b) = (answers(&churned), answers(&fresh));
-        assert_eq!(a.len(), 7);
+        assert_eq!(a.len(), 8);
         for (a, b) in a.iter().zip(&b) {
             assert_eq!(a, b);
         }

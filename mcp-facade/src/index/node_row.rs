@@ -32,6 +32,12 @@ pub struct NodeRow {
     pub models: Vec<(String, u64)>,
     /// Driver and CUDA version, when known.
     pub driver: Option<(String, Option<String>)>,
+    /// GPUs in the probe's inventory.
+    pub inventory_gpus: u64,
+    /// Their memory, MiB.
+    pub memory_mib: u64,
+    /// Those with MIG enabled.
+    pub mig_gpus: usize,
     /// What is not healthy, with actions, as `get_gpu_health` lists it for this node.
     pub problems: Vec<Problem>,
 }
@@ -59,6 +65,9 @@ impl NodeRow {
                 .map(|(m, n)| (m.into(), n))
                 .collect(),
             driver: facts.and_then(|f| Some((f.driver_version.clone()?, f.cuda_driver_version.clone()))),
+            inventory_gpus: facts.map_or(0, |f| f.inventory().count() as u64),
+            memory_mib: facts.map_or(0, |f| f.inventory().filter_map(|g| g.memory_total_mib).sum()),
+            mig_gpus: facts.map_or(0, |f| f.inventory().filter(|g| g.mig_enabled).count()),
             problems: node_problems(facts, name, probe, None),
         }
     }

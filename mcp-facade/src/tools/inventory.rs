@@ -15,8 +15,8 @@ use crate::freshness::{self, ProbeState};
 use crate::snapshot::{NodeRef, Snapshot};
 use crate::status_facts::{GpuFacts, StatusFacts};
 use crate::tools::common::{
-    DriverCount, GpuRef, ModelCount, NodeMetadata, Truncated, by_driver, by_model, node_health, node_metadata, plural,
-    select_gpus,
+    DriverCount, GpuRef, ModelCount, NodeMetadata, Truncated, by_driver, by_model, driver_counts, model_counts,
+    node_health, node_metadata, plural, select_gpus,
 };
 
 /// Arguments of `get_gpu_inventory`.
@@ -272,19 +272,37 @@ pub fn answer(snap: &Snapshot, args: &InventoryArgs) -> Result<Inventory, ToolEr
         .map(|sel| select_gpus(snap, node.as_ref(), &sel))
         .transpose()?;
 
-    // The nodes in scope: the one asked for, those holding the selected GPU, or every GPU node.
-    let scope: Vec<NodeRef> = match (&node, &selected) {
-        (Some(n), _) => vec![n.clone()],
+    // The nodes in scope: the one asked for, those holding the selected GPU, or (read off the indexes) the first
+    // `limit` GPU nodes by name, with the totals over all of them.
+    let (scope, totals, by_model, mut by_driver, in_scope) = match (&node, &selected) {
+        (None, None) => {
+            let ix = snap.indexes();
+            let f = ix.fleet();
+            let inv = f.inventory();
+            let totals = InventoryTotals {
+                nodes: f.nodes().total(),
+                nodes_without_gpu_data: inv.nodes_without_gpu_data,
+                gpus: inv.gpus,
+                memory_gib: inv.memory_mib / 1024,
+                mig_enabled_gpus: inv.mig_gpus,
+            };
+            let scope: Vec<NodeRef> = f.names().take(limit).filter_map(|n| snap.require_node(n).ok()).collect();
+            let drivers = f.drivers().map(|(d, cuda, nodes)| (d.to_string(), cuda.map(str::to_string), nodes));
+            (scope, totals, model_counts(f.models()), driver_counts(drivers), f.nodes().total())
+        }
+        (Some(n), _) => {
+            let scope = vec![n.clone()];
+            (scope.clone(), totals(&scope), by_model(n.facts()), by_driver(n.facts()), 1)
+        }
         (None, Some(chosen)) => {
             let mut names: Vec<&String> = chosen.iter().map(|(n, _)| n).collect();
             names.dedup();
-            names.into_iter().filter_map(|n| snap.require_node(n).ok()).collect()
+            let scope: Vec<NodeRef> = names.into_iter().filter_map(|n| snap.require_node(n).ok()).collect();
+            let (models, drivers) =
+                (by_model(scope.iter().filter_map(NodeRef::facts)), by_driver(scope.iter().filter_map(NodeRef::facts)));
+            (scope.clone(), totals(&scope), models, drivers, scope.len())
         }
-        (None, None) => snap.gpu_nodes(),
     };
-    let totals = totals(&scope);
-    let by_model = by_model(scope.iter().filter_map(NodeRef::facts));
-    let mut by_driver = by_driver(scope.iter().filter_map(NodeRef::facts));
     by_driver.truncate(10);
 
     let detailed = node.is_some() || selected.is_some();
@@ -301,9 +319,9 @@ pub fn answer(snap: &Snapshot, args: &InventoryArgs) -> Result<Inventory, ToolEr
         })
         .collect::<Result<_, _>>()?;
     let nodes = rows;
-    let truncated = (scope.len() > limit).then(|| Truncated {
+    let truncated = (in_scope > limit).then(|| Truncated {
         shown: limit,
-        total: scope.len(),
+        total: in_scope,
         hint: format!(
             "pass node_name for one node's GPUs, or a larger limit (max {MAX_LIMIT}); totals cover every node"
         ),
