@@ -2,6 +2,7 @@
 //! allocation, XID hot spots, and the top offenders with what to do about them.
 
 use gpuscope_crds::Health;
+use gpuscope_crds::gpu_node_status::DataSource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,9 @@ pub struct FleetSummary {
     pub actions_by_reason: Vec<ReasonAction>,
     /// Nodes whose probe stopped reporting (or never did), longest first.
     pub stale_probes: Vec<StaleProbe>,
+    /// Nodes whose probe runs but cannot see everything: without NVML (health Unknown) or without the kernel log
+    /// (XIDs from NVML events only).
+    pub running_blind: RunningBlind,
     /// Present when a list was cut to `limit`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<Truncated>,
@@ -103,6 +107,17 @@ pub struct CodeNodes {
     pub severity: String,
     /// Nodes whose newest XID is this code.
     pub nodes: usize,
+}
+
+/// Probes that report, but without a data source.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct RunningBlind {
+    /// Nodes whose probe cannot load NVML: no inventory, telemetry or NVML XID events; health Unknown.
+    pub nvml_unavailable: usize,
+    /// Nodes whose probe cannot read the kernel log: XIDs only from NVML events.
+    pub kernel_log_unavailable: usize,
+    /// Those nodes by name (at most `limit`), sorted.
+    pub nodes: Vec<String>,
 }
 
 /// A node that needs attention.
@@ -163,6 +178,7 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
     let mut problems = Vec::new();
     let mut stale = Vec::new();
     let mut xids = FleetXids::default();
+    let mut blind = RunningBlind::default();
     let mut latest: std::collections::BTreeMap<u32, usize> = Default::default();
     for n in &gpu_nodes {
         let (name, o) = (&n.name, n.facts());
@@ -187,6 +203,12 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
             if let Some(code) = s.and_then(|s| s.xids.as_ref()).and_then(|x| x.last_code) {
                 *latest.entry(code).or_default() += 1;
             }
+        }
+        let blind_to = o.map(|f| &f.blind_to[..]).unwrap_or_default();
+        if !blind_to.is_empty() {
+            blind.nvml_unavailable += usize::from(blind_to.contains(&DataSource::Nvml));
+            blind.kernel_log_unavailable += usize::from(blind_to.contains(&DataSource::KernelLog));
+            blind.nodes.push(name.clone());
         }
         let silent = matches!(probe, ProbeState::Stale | ProbeState::Missing);
         if silent {
@@ -268,7 +290,10 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
     let first_action = offenders.first().map(|(o, action)| (o.node.clone(), o.health, action.clone()));
     let (top_offenders, t1) = take(offenders.into_iter().map(|(o, _)| o).collect(), limit, hint);
     let (stale_probes, t2) = take(stale, limit, hint);
-    let truncated = merge_cuts([("top_offenders", t1), ("stale_probes", t2)]);
+    blind.nodes.sort();
+    let (blind_nodes, t3) = take(std::mem::take(&mut blind.nodes), limit, hint);
+    blind.nodes = blind_nodes;
+    let truncated = merge_cuts([("top_offenders", t1), ("stale_probes", t2), ("running_blind.nodes", t3)]);
     let mut by_model = by_model(gpu_nodes.iter().filter_map(NodeRef::facts));
     by_model.truncate(10);
     let mut by_driver = by_driver(gpu_nodes.iter().filter_map(NodeRef::facts));
@@ -291,6 +316,12 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
         );
         if probes.stale + probes.missing > 0 {
             v.push_str(&format!("; {} not reporting", plural(probes.stale + probes.missing, "probe")));
+        }
+        if blind.nvml_unavailable > 0 {
+            v.push_str(&format!("; {} without NVML", plural(blind.nvml_unavailable, "node")));
+        }
+        if blind.kernel_log_unavailable > 0 {
+            v.push_str(&format!("; {} without the kernel log", plural(blind.kernel_log_unavailable, "node")));
         }
         if allocation.gpus_allocatable > 0 {
             v.push_str(&format!(
@@ -331,6 +362,7 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
         top_offenders,
         actions_by_reason: actions_by_reason(&problems),
         stale_probes,
+        running_blind: blind,
         truncated,
     })
 }
@@ -343,6 +375,43 @@ mod tests {
     use crate::gpu_resources::fixtures::{node, pod};
     use crate::snapshot::fixtures::snapshot;
     use crate::status_fixtures::{healthy, stale, with_verdict, with_xid};
+
+    #[test]
+    fn nodes_running_blind_are_counted_by_what_they_cannot_see() {
+        use gpuscope_crds::gpu_node_status::UnavailableSource;
+        let blind = |name: &str, sources: &[DataSource]| {
+            let mut o = healthy(name, 2);
+            if let Some(p) = o.status.as_mut().and_then(|s| s.probe.as_mut()) {
+                p.unavailable_sources =
+                    Some(sources.iter().map(|d| UnavailableSource { source: *d, message: "denied".into() }).collect());
+            }
+            o
+        };
+        let statuses = vec![
+            healthy("ok", 2),
+            blind("no-nvml", &[DataSource::Nvml]),
+            blind("no-kmsg", &[DataSource::KernelLog]),
+            blind("no-both", &[DataSource::Nvml, DataSource::KernelLog]),
+            // A probe that predates `unavailableSources` names the kernel log only in `unsupportedFields`.
+            {
+                let mut o = healthy("old-probe", 2);
+                if let Some(s) = o.status.as_mut() {
+                    s.unsupported_fields = Some(vec!["xids.kernelLog".into()]);
+                }
+                o
+            },
+        ];
+        let f = answer(&snapshot(statuses, vec![], vec![]), &FleetArgs::default()).expect("answer");
+        assert_eq!(
+            f.running_blind,
+            RunningBlind {
+                nvml_unavailable: 2,
+                kernel_log_unavailable: 3,
+                nodes: vec!["no-both".into(), "no-kmsg".into(), "no-nvml".into(), "old-probe".into()],
+            }
+        );
+        assert!(f.verdict.contains("; 2 nodes without NVML; 3 nodes without the kernel log"), "{}", f.verdict);
+    }
 
     #[test]
     fn thousand_node_fleet_fits_one_screen() {

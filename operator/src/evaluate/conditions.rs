@@ -85,6 +85,10 @@ pub(super) struct Summary<'s> {
     pub below_threshold: &'s [(String, String)],
     pub policy: &'s EffectivePolicy,
     pub heartbeat: &'s Heartbeat,
+    /// The probe cannot load NVML: its error, when it gave one.
+    pub nvml_unavailable: Option<&'s str>,
+    /// The probe cannot read the kernel log: its error, when it gave one.
+    pub kernel_log_unavailable: Option<&'s str>,
 }
 
 /// The conditions, the Node's copy of GPUHealthy and the transitions.
@@ -154,13 +158,39 @@ fn is_problem(type_: &str, status: &str, reason: &str) -> bool {
     match type_ {
         condition_type::GPU_HEALTHY => status != TRUE || reason != reason::HEALTHY,
         condition_type::PROBE_REPORTING => status != TRUE,
-        _ => status == TRUE,
+        // A blind spot is a problem to fix on the node, whatever the condition's polarity.
+        _ => status == TRUE || reason == reason::KERNEL_LOG_UNAVAILABLE || reason == reason::NVML_UNAVAILABLE,
     }
+}
+
+/// The probe's error in parentheses, cut to a readable length; nothing when it gave none.
+fn because(error: Option<&str>) -> String {
+    match error.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) if e.chars().count() > 100 => format!(" ({}…)", e.chars().take(100).collect::<String>()),
+        Some(e) => format!(" ({e})"),
+        None => String::new(),
+    }
+}
+
+/// GPUHealthy, MemoryErrors and Thermal when the probe cannot load NVML.
+fn nvml_unavailable(error: Option<&str>) -> Raw {
+    (
+        UNKNOWN,
+        reason::NVML_UNAVAILABLE.to_string(),
+        format!(
+            "The probe cannot load NVML{}: no GPU data. Check the NVIDIA driver and container runtime on the node.",
+            because(error)
+        ),
+    )
 }
 
 type Raw = (&'static str, String, String);
 
 fn gpu_healthy(s: &Summary) -> Raw {
+    // Evidence from the kernel log can still make a GPU Degraded or Unhealthy; short of that, nothing is known.
+    if s.nvml_unavailable.is_some() && matches!(s.health, Health::Unknown | Health::Healthy) {
+        return nvml_unavailable(s.nvml_unavailable);
+    }
     if s.gpus.is_empty() {
         let message = match s.inventory {
             None => "The probe has not reported any GPU for this node yet; check the gpuscope node-probe pod on it.",
@@ -204,7 +234,21 @@ fn gpu_healthy(s: &Summary) -> Raw {
             )
         }
         Health::Healthy => {
-            let message = if n == 1 { "The GPU is healthy.".to_string() } else { format!("All {n} GPUs are healthy.") };
+            let mut message =
+                if n == 1 { "The GPU is healthy.".to_string() } else { format!("All {n} GPUs are healthy.") };
+            // Clears by the policy's window rather than by evidence of a reset are said, once per GPU.
+            let by_time: Vec<String> = s
+                .gpus
+                .iter()
+                .filter(|g| g.findings.iter().any(|f| f.health == Health::Healthy && f.category == Category::Xid))
+                .map(|g| g.index.map_or_else(|| g.key.clone(), |i| format!("GPU {i}")))
+                .collect();
+            if !by_time.is_empty() {
+                message.push_str(&format!(
+                    " Cleared by the policy's window, not by a reset: {} (see status.verdicts).",
+                    by_time.join(", ")
+                ));
+            }
             (TRUE, reason::HEALTHY.to_string(), message)
         }
     };
@@ -236,7 +280,26 @@ fn xid_errors(s: &Summary) -> Raw {
     let active = problems(s, &[Category::Recovery, Category::Xid]);
     if let Some((_, first)) = active.first() {
         let items = active.iter().map(|(g, f)| format!("{}: {}", g.describe(), f.message)).collect();
-        return (TRUE, first.reason.clone(), list(items));
+        let mut message = list(items);
+        if s.kernel_log_unavailable.is_some() {
+            message.push_str(" The kernel log is unreadable: only XIDs from NVML events are seen.");
+        }
+        return (TRUE, first.reason.clone(), message);
+    }
+    if s.kernel_log_unavailable.is_some() {
+        let seen = if s.nvml_unavailable.is_some() {
+            "NVML is unavailable too, so no XID can be seen".to_string()
+        } else {
+            format!(
+                "only XIDs from NVML events are seen ({} within {window}, none above the policy's thresholds)",
+                s.recent_xid_count
+            )
+        };
+        let message = format!(
+            "The probe cannot read the kernel log{}: {seen}. Give the probe access to /dev/kmsg.",
+            because(s.kernel_log_unavailable)
+        );
+        return (UNKNOWN, reason::KERNEL_LOG_UNAVAILABLE.to_string(), message);
     }
     if s.recent_xid_count > 0 {
         // In GPU order (the verdicts' order), then by code as collected.
@@ -263,6 +326,9 @@ fn xid_errors(s: &Summary) -> Raw {
 }
 
 fn category(s: &Summary, cat: Category, ok_reason: &str, ok_message: String) -> Raw {
+    if s.nvml_unavailable.is_some() && s.inventory.is_none() {
+        return nvml_unavailable(s.nvml_unavailable);
+    }
     if s.inventory.is_none_or(|i| i.is_empty()) {
         return (UNKNOWN, reason::NO_DATA.to_string(), "The probe reports no GPU telemetry for this node.".to_string());
     }
