@@ -69,6 +69,10 @@ pub use xid::{XidEffect, XidRule, xid_rule, xid_rule_for_line};
 /// "MIG-", so the two never collide.
 pub const PCI_KEY_PREFIX: &str = "PCI:";
 
+/// XIDs that are memory evidence (double-bit ECC, remapping event and failure, contained and uncontained errors):
+/// MemoryErrors counts them, so it never says "no memory finding" beside an UncorrectableEcc verdict.
+const MEMORY_XIDS: [u32; 5] = [48, 63, 64, 94, 95];
+
 /// Most findings a verdict's message lists before "(+N more)".
 const MAX_VERDICT_FINDINGS: usize = 6;
 
@@ -212,6 +216,8 @@ struct Finding {
     message: String,
     /// The driver demands a node reboot: the node-level reason.
     node_reboot: bool,
+    /// A memory XID (48, 63, 64, 94, 95): MemoryErrors counts it beside XIDErrors.
+    memory_xid: bool,
 }
 
 /// Time and boot the evidence is judged against.
@@ -519,6 +525,7 @@ fn presence_finding(gpu: &GpuState, inventory_reported: bool, inventory_pcis_com
         reason: reason::NO_DATA.into(),
         message,
         node_reboot: false,
+        memory_xid: false,
     };
     if !inventory_reported {
         return unknown("The probe reports no GPU inventory, so nothing current is known about this GPU.".into());
@@ -536,6 +543,7 @@ fn presence_finding(gpu: &GpuState, inventory_reported: bool, inventory_pcis_com
                   the bus needs a node reboot; if it is still missing after one, reseat or replace it."
             .into(),
         node_reboot: false,
+        memory_xid: false,
     }
 }
 
@@ -613,6 +621,7 @@ fn recovery(info: Option<&GpuInfo>, line: Option<&xid::XidEvidence>, ctx: &Ctx) 
             reason: reason::RECOVERY_ACTION_REQUIRED.into(),
             message,
             node_reboot,
+            memory_xid: false,
         }),
         remedied_at: None,
         changes_at: expires.map(|t| ctx.leaves_window(t)),
@@ -672,6 +681,7 @@ fn xid_finding(
                         fmt_time(e.last_seen)
                     ),
                     node_reboot: false,
+                    memory_xid: false,
                 });
             }
             (
@@ -703,7 +713,14 @@ fn xid_finding(
     if rule.reason == reason::XID_NVLINK && !info.recommended_action.contains("other end of the link") {
         message.push_str(" The fault may sit at the other end of the link: check the peer GPU or NVSwitch too.");
     }
-    Some(Finding { health, category: Category::Xid, reason: rule.reason.clone(), message, node_reboot: false })
+    Some(Finding {
+        health,
+        category: Category::Xid,
+        reason: rule.reason.clone(),
+        message,
+        node_reboot: false,
+        memory_xid: MEMORY_XIDS.contains(&e.code),
+    })
 }
 
 fn verdict(gpu: &GpuState) -> GpuVerdict {

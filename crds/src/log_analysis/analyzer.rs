@@ -20,7 +20,7 @@ use crate::policy::EffectivePolicy;
 use crate::xid::line::parse_kernel_message;
 use crate::xid::line::{CompanionKind, KernelEvent, SxidLine, XidLine, XidLineError, XidLineErrorReason};
 use crate::xid::nvlink5::{self, Nvlink5Severity};
-use crate::xid::rules::{GpuAction, LogXidEvidence, XidEffect, health_rank, log_xid_verdict};
+use crate::xid::rules::{GpuAction, LogXidEvidence, Urgency, XidEffect, log_xid_verdict};
 use crate::xid::{RecoveryAction, lookup};
 
 /// The longest line read; a longer line is read up to here (and counted in `input.longLines`).
@@ -649,7 +649,14 @@ impl LogAnalyzer {
                     self.xid_report(code, acc, gpu, policy)
                 })
                 .collect();
-            xids.sort_by(|a, b| b.verdict.urgency().cmp(&a.verdict.urgency()).then(a.code.cmp(&b.code)));
+            // The one ranking: urgency, then recency.
+            xids.sort_by(|a, b| {
+                b.verdict
+                    .urgency()
+                    .cmp(&a.verdict.urgency())
+                    .then(b.last_line.cmp(&a.last_line))
+                    .then(a.code.cmp(&b.code))
+            });
             let worst = xids.first().map(|x| &x.verdict);
             let known = self.options.known_gpus.get(pci);
             let caller_uuid = known.and_then(|k| k.uuid.clone());
@@ -788,7 +795,11 @@ impl LogAnalyzer {
 
     fn summary(&self, gpus: &[GpuReport], complete: bool) -> Summary {
         let worst = gpus.iter().filter_map(|g| g.xids.first().map(|x| (g, x))).max_by(|(ga, a), (gb, b)| {
-            a.verdict.urgency().cmp(&b.verdict.urgency()).then(gb.pci_bus_id.cmp(&ga.pci_bus_id))
+            a.verdict
+                .urgency()
+                .cmp(&b.verdict.urgency())
+                .then(a.last_line.cmp(&b.last_line))
+                .then(gb.pci_bus_id.cmp(&ga.pci_bus_id))
         });
         let needing: u64 = gpus.iter().filter(|g| g.health != Health::Healthy).count() as u64;
         let s = &self.stats;
@@ -798,9 +809,9 @@ impl LogAnalyzer {
             .iter()
             .filter(|(_, acc)| acc.fatal_boot == Some(self.boot))
             .max_by_key(|((_, _), acc)| acc.events.last_line);
-        let xid_urgency = worst.map(|(_, x)| x.verdict.urgency());
+        let xid_urgency = worst.map(|(_, x)| x.verdict.action.urgency());
         if let Some(((pci, code), _)) = fatal_sxid
-            && xid_urgency.is_none_or(|u| u < (health_rank(Health::Unhealthy), GpuAction::RebootNode))
+            && xid_urgency.is_none_or(|u| u < Urgency::RebootNode)
         {
             let fatal = self.sxids.values().filter(|a| a.fatal_boot == Some(self.boot)).count();
             let mut headline = format!("{}: fatal NVSwitch SXid {code} on switch {pci}", GpuAction::RebootNode);

@@ -156,7 +156,8 @@ fn the_headline_counts_above_rate_codes_and_other_gpus() {
     }
     assert_eq!(report_of(&log).summary.headline, "restart the application: XID 13 (7 times) on 0000:3b:00.0");
     log.push_str("NVRM: Xid (PCI:0000:86:00): 95, Uncontained\nNVRM: Xid (PCI:0000:87:00): 48, DBE\n");
-    assert_eq!(report_of(&log).summary.headline, "reset GPU: XID 95 on 0000:86:00.0; 2 more GPUs need attention");
+    // Equally urgent (reset GPU): the more recent leads.
+    assert_eq!(report_of(&log).summary.headline, "reset GPU: XID 48 on 0000:87:00.0; 2 more GPUs need attention");
     let quiet = report_of("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name=a, Graphics Exception\n");
     assert_eq!(quiet.summary.headline, "no action: 1 XID line on 1 GPU, none escalates under the operator's rules");
 }

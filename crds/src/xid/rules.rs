@@ -280,6 +280,77 @@ impl GpuAction {
     }
 }
 
+/// The one ranking every answer uses (tools, CLI, the operator's summary reason): the action's urgency, then
+/// recency. Reboot node > reset GPU > drain P2P > restart application > none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Urgency {
+    /// Nothing to do.
+    None,
+    /// Restart the application (or look into it); the GPU stays usable.
+    RestartApplication,
+    /// Stop peer-to-peer work on the GPU.
+    DrainP2p,
+    /// Reset the GPU (or service it: support, hardware, firmware, Fabric Manager, the IMEX domain).
+    ResetGpu,
+    /// Reboot the node (or restart its VM).
+    RebootNode,
+}
+
+impl GpuAction {
+    /// Where the action ranks.
+    pub const fn urgency(self) -> Urgency {
+        match self {
+            GpuAction::None => Urgency::None,
+            GpuAction::Investigate | GpuAction::RestartApplication | GpuAction::ResetGpuIfUvm => {
+                Urgency::RestartApplication
+            }
+            GpuAction::DrainP2p => Urgency::DrainP2p,
+            GpuAction::RestartFabricManager
+            | GpuAction::UpdateDriverFirmware
+            | GpuAction::CheckHardware
+            | GpuAction::ContactSupport
+            | GpuAction::RecoverImexDomain
+            | GpuAction::ResetGpu => Urgency::ResetGpu,
+            GpuAction::RestartVm | GpuAction::RebootNode => Urgency::RebootNode,
+        }
+    }
+}
+
+/// The urgency of an XID code on its own, by the default rule: what one occurrence demands.
+pub fn code_urgency(code: u32) -> Urgency {
+    let rule = xid_rule(code, &EffectivePolicy::default());
+    match rule.effect {
+        XidEffect::UnhealthyUntilReboot => Urgency::RebootNode,
+        XidEffect::UnhealthyUntilRemedy => Urgency::ResetGpu,
+        XidEffect::Ignored | XidEffect::CountedOnly | XidEffect::Informational | XidEffect::RecoveryAction => {
+            Urgency::None
+        }
+        XidEffect::DegradedAboveRate | XidEffect::DegradedWhileInWindow => {
+            match GpuAction::of_bucket(lookup(code).immediate_action) {
+                GpuAction::None => Urgency::None,
+                action => action.urgency().min(Urgency::RestartApplication),
+            }
+        }
+    }
+}
+
+/// The urgency a verdict reason demands (the operator's reasons on GPUs and conditions).
+pub fn reason_urgency(reason: &str) -> Urgency {
+    match reason {
+        reason::XID_FALLEN_OFF_BUS | reason::GPU_MISSING | reason::NVSWITCH_FATAL => Urgency::RebootNode,
+        reason::XID_CRITICAL
+        | reason::UNCORRECTABLE_ECC
+        | reason::ROW_REMAP_FAILURE
+        | reason::OVERHEATING
+        | reason::RECOVERY_ACTION_REQUIRED
+        | reason::XID_NVLINK
+        | reason::RETIRED_PAGES => Urgency::ResetGpu,
+        reason::HEALTHY | "" => Urgency::None,
+        _ => Urgency::RestartApplication,
+    }
+}
+
 impl std::fmt::Display for GpuAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.label())
@@ -322,9 +393,9 @@ pub struct XidVerdict {
 }
 
 impl XidVerdict {
-    /// Orders verdicts by urgency: health first (Unhealthy > Degraded > Unknown > Healthy), then the action.
-    pub fn urgency(&self) -> (u8, GpuAction) {
-        (health_rank(self.health), self.action)
+    /// Orders verdicts by the one ranking ([`Urgency`]), then health, then the action itself.
+    pub fn urgency(&self) -> (Urgency, u8, GpuAction) {
+        (self.action.urgency(), health_rank(self.health), self.action)
     }
 }
 
@@ -707,6 +778,20 @@ mod tests {
         assert_eq!(recovery_action_health(RecoveryAction::BusReset), Some((Health::Unhealthy, false)));
         assert_eq!(recovery_action_health(RecoveryAction::RecoverImexDomain), Some((Health::Unhealthy, false)));
         assert_eq!(recovery_action_health(RecoveryAction::DrainP2p), Some((Health::Degraded, false)));
+    }
+
+    #[test]
+    fn one_ranking_reboot_node_over_reset_gpu_over_drain_p2p_over_restart_app_over_none() {
+        assert!(code_urgency(79) > code_urgency(48), "79 (reboot node) before 48 (reset GPU)");
+        assert_eq!(code_urgency(48), Urgency::ResetGpu);
+        assert_eq!(code_urgency(95), Urgency::ResetGpu);
+        assert_eq!(code_urgency(13), Urgency::RestartApplication);
+        assert_eq!(code_urgency(43), Urgency::None, "IGNORE");
+        assert_eq!(GpuAction::DrainP2p.urgency(), Urgency::DrainP2p);
+        assert!(Urgency::DrainP2p > Urgency::RestartApplication && Urgency::ResetGpu > Urgency::DrainP2p);
+        assert!(reason_urgency("XidFallenOffBus") > reason_urgency("UncorrectableEcc"));
+        assert_eq!(reason_urgency("GpuMissing"), Urgency::RebootNode);
+        assert_eq!(reason_urgency("XidRateExceeded"), Urgency::RestartApplication);
     }
 
     #[test]

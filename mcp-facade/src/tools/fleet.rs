@@ -3,6 +3,7 @@
 
 use gpuscope_crds::Health;
 use gpuscope_crds::gpu_node_status::DataSource;
+use gpuscope_crds::xid::rules::{Urgency, reason_urgency};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -245,9 +246,12 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
         }
         problems.extend(node_problems);
     }
+    // The one ranking: what the node's reasons demand (reboot node > reset GPU > …), then the counts.
+    let urgency = |o: &Offender| o.reasons.iter().map(|r| reason_urgency(r)).max().unwrap_or(Urgency::None);
     offenders.sort_by(|(a, _), (b, _)| {
-        (b.health == Health::Unhealthy)
-            .cmp(&(a.health == Health::Unhealthy))
+        urgency(b)
+            .cmp(&urgency(a))
+            .then_with(|| (b.health == Health::Unhealthy).cmp(&(a.health == Health::Unhealthy)))
             .then_with(|| {
                 (b.unhealthy_gpus, b.degraded_gpus, b.recent_xids).cmp(&(
                     a.unhealthy_gpus,

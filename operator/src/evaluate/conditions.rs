@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use gpuscope_crds::gpu_node_status::GpuInfo;
 use gpuscope_crds::health::{Health, condition_type, reason};
 use gpuscope_crds::policy::{EffectivePolicy, format_duration};
+use gpuscope_crds::xid::rules::reason_urgency;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -122,7 +123,12 @@ pub(super) fn build(s: &Summary, previous: &[Condition], generation: Option<i64>
         };
         let changed = before.is_none_or(|b| b.status != status || b.reason != reason);
         let problem = is_problem(type_, status, &reason);
-        if changed && (before.is_some() || problem) {
+        // A GPU that vanished takes its readings with it: that is no recovery worth a "back to normal" Event.
+        let vanished_recovery = !problem
+            && before.is_some_and(|b| is_problem(type_, &b.status, &b.reason))
+            && matches!(type_, condition_type::MEMORY_ERRORS | condition_type::THERMAL)
+            && s.gpus.iter().any(|g| g.info.is_none() && g.findings.iter().any(|f| f.reason == reason::GPU_MISSING));
+        if changed && (before.is_some() || problem) && !vanished_recovery {
             transitions.push(Transition {
                 condition_type: type_.to_string(),
                 from_status: before.map(|b| b.status.clone()),
@@ -209,8 +215,22 @@ fn gpu_healthy(s: &Summary) -> Raw {
         Health::Unhealthy => {
             let reboot =
                 s.gpus.iter().flat_map(|g| &g.findings).any(|f| f.node_reboot && f.health == Health::Unhealthy);
-            let reason =
-                if reboot { reason::RECOVERY_ACTION_REQUIRED.to_string() } else { first_reason(Health::Unhealthy) };
+            // The most specific reason wins: a GPU off the bus or missing says more than "the driver asks for a
+            // reboot"; otherwise the most urgent reason (the one ranking), first GPU first.
+            let unhealthy_reasons =
+                || with(Health::Unhealthy).flat_map(|g| &g.findings).filter(|f| f.health == Health::Unhealthy);
+            let specific = [reason::XID_FALLEN_OFF_BUS, reason::GPU_MISSING]
+                .into_iter()
+                .find(|r| unhealthy_reasons().any(|f| f.reason == *r));
+            let most_urgent = unhealthy_reasons()
+                .map(|f| (reason_urgency(&f.reason), f.reason.clone()))
+                .reduce(|best, next| if next.0 > best.0 { next } else { best })
+                .map(|(_, r)| r);
+            let reason = match (specific, reboot) {
+                (Some(r), _) => r.to_string(),
+                (None, true) => reason::RECOVERY_ACTION_REQUIRED.to_string(),
+                (None, false) => most_urgent.unwrap_or_else(|| first_reason(Health::Unhealthy)),
+            };
             let mut head = format!("{unhealthy} of {n} GPUs Unhealthy");
             if degraded > 0 {
                 head.push_str(&format!(", {degraded} Degraded"));
@@ -266,7 +286,10 @@ fn problems<'s>(s: &'s Summary, wanted: &[Category]) -> Vec<(&'s GpuState<'s>, &
         .gpus
         .iter()
         .flat_map(|g| g.findings.iter().map(move |f| (g, f)))
-        .filter(|(_, f)| wanted.contains(&f.category) && rank(f.health) >= rank(Health::Degraded))
+        .filter(|(_, f)| {
+            let counted = wanted.contains(&f.category) || (f.memory_xid && wanted.contains(&Category::Memory));
+            counted && rank(f.health) >= rank(Health::Degraded)
+        })
         .collect();
     out.sort_by_key(|(_, f)| std::cmp::Reverse(rank(f.health)));
     out

@@ -1251,3 +1251,58 @@ fn a_node_without_the_kernel_log_says_xids_come_from_nvml_events_only() {
     old.status.unsupported_fields = Some(vec!["xids.kernelLog".into()]);
     assert_eq!(cond(&eval(&old), "XIDErrors").reason, "KernelLogUnavailable");
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// One ranking, conditions that agree
+
+#[test]
+fn the_summary_reason_names_the_gpu_off_the_bus_over_the_drivers_reboot_demand() {
+    let mut input = node(8);
+    // GPU 5 fell off the bus (and left NVML); the driver asks for a node reboot on GPU 3.
+    record(&mut input, [xid(5, 79, ago("10m")), xid154(3, ago("9m"), 0, 2)]);
+    input.status.gpus = Some((0..8).filter(|i| *i != 5).map(gpu).collect());
+    let e = eval(&input);
+    assert_eq!(status_reason(cond(&e, "GPUHealthy")), ("False", "XidFallenOffBus"));
+    assert_eq!(e.node_condition.reason, "XidFallenOffBus");
+    // The driver's demand alone keeps the node-level reason.
+    let mut demand = node(2);
+    record(&mut demand, [xid154(1, ago("9m"), 0, 2)]);
+    assert_eq!(cond(&eval(&demand), "GPUHealthy").reason, "RecoveryActionRequired");
+}
+
+#[test]
+fn memory_errors_counts_memory_xids_beside_the_counters() {
+    let mut input = node(2);
+    record(&mut input, [xid(1, 48, ago("1h"))]);
+    let e = eval(&input);
+    assert_eq!(status_reason(cond(&e, "GPUHealthy")), ("False", "UncorrectableEcc"));
+    assert_eq!(status_reason(cond(&e, "MemoryErrors")), ("True", "UncorrectableEcc"));
+    let mut uncontained = node(1);
+    record(&mut uncontained, [xid(0, 95, ago("1h"))]);
+    assert_eq!(status_reason(cond(&eval(&uncontained), "MemoryErrors")), ("True", "XidCritical"));
+    // An application XID is no memory evidence.
+    let mut app = node(1);
+    record(&mut app, repeated(0, 13, 6, ago("1m")));
+    assert_eq!(status_reason(cond(&eval(&app), "MemoryErrors")), ("False", "NoMemoryErrors"));
+}
+
+#[test]
+fn a_hot_gpu_that_vanishes_gives_no_back_to_normal_event() {
+    let mut input = node(2);
+    input.status.gpus = Some(vec![gpu(0), GpuInfo { temperature_celsius: Some(97), ..gpu(1) }]);
+    let hot = eval(&input);
+    assert_eq!(status_reason(cond(&hot, "Thermal")), ("True", "Overheating"));
+    let mut gone = next(&input, &hot);
+    gone.status.gpus = Some(vec![gpu(0)]);
+    let e = eval(&gone);
+    assert_eq!(judged(&e, 1), (Health::Unhealthy, vec!["GpuMissing"]));
+    let normal: Vec<&Transition> = e.transitions.iter().filter(|t| t.condition_type == "Thermal").collect();
+    assert!(normal.is_empty(), "no TemperatureNormal Event for a GPU that disappeared: {normal:?}");
+    // A GPU that really cools down does give one.
+    let mut cooled = next(&input, &hot);
+    cooled.status.gpus = Some(vec![gpu(0), gpu(1)]);
+    let e = eval(&cooled);
+    assert!(
+        e.transitions.iter().any(|t| t.condition_type == "Thermal" && t.reason == "TemperatureNormal" && !t.warning)
+    );
+}
