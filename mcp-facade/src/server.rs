@@ -597,9 +597,9 @@ mod tests {
             ("describe_gpu_node", json!({"node_name": "gpu-c"}), "Did you mean: gpu-a, gpu-b?"),
             ("get_gpu_health", json!({"limit": 0}), "invalid argument `limit`"),
             ("analyze_xid_errors", json!({"since": "soon"}), "invalid argument `since`"),
-            ("analyze_xid_errors", json!({"severity": "fatal"}), "unknown variant `fatal`"),
+            ("analyze_xid_errors", json!({"severity": "fatal"}), "expected one of info, warning, critical"),
             ("get_gpu_inventory", json!({"node": "gpu-a"}), "unknown field `node`"),
-            ("get_gpu_inventory", json!({"limit": "ten"}), "invalid type"),
+            ("get_gpu_inventory", json!({"limit": "ten"}), "expected a whole number"),
             ("describe_gpu_node", json!({}), "missing field `node_name`"),
             ("get_fleet_summary", json!({"cluster": "prd"}), "no cluster named \"prd\""),
         ] {

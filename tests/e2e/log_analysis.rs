@@ -433,7 +433,9 @@ fn node_status(name: &str) -> (Value, Value) {
         .collect();
     let operator = json!({
         "apiVersion": "gpuscope.dev/v1alpha1", "kind": "GpuNodeStatus", "metadata": { "name": name },
-        "status": { "health": "Unhealthy", "recentXidCount": 1, "verdicts": verdicts }
+        // `conditions` given (empty): when the shared operator applied its conditions first under the same field
+        // manager, an apply that omits them removes them, which a 1.20 API server turns into an invalid null.
+        "status": { "health": "Unhealthy", "recentXidCount": 1, "verdicts": verdicts, "conditions": [] }
     });
     (probe, operator)
 }

@@ -30,6 +30,7 @@ const MAX_TOP: u32 = 50;
 pub struct FleetArgs {
     /// How many top offenders and stale probes to list (1-50, default 10).
     #[schemars(range(min = 1, max = MAX_TOP))]
+    #[serde(default, deserialize_with = "crate::args::optional_number")]
     pub limit: Option<u32>,
     /// Cluster (kubeconfig context) to ask; omit for the default (first) cluster.
     pub cluster: Option<String>,

@@ -43,6 +43,7 @@ pub struct XidArgs {
     /// One GPU: its NVML index (with node_name) or its UUID or the leading part of it.
     pub gpu: Option<GpuArg>,
     /// Only this XID code, e.g. 79.
+    #[serde(default, deserialize_with = "crate::args::optional_number")]
     pub code: Option<u32>,
     /// Least severe XID to include: info (everything), warning (application restarts and worse) or critical
     /// (GPU reset, node reboot or vendor attention).
@@ -53,6 +54,7 @@ pub struct XidArgs {
     /// Most rows per list (codes, nodes, events), 1-200. Default 20 with node_name or gpu; fleet-wide 10 (and 3
     /// raw events). Totals cover everything.
     #[schemars(range(min = 1, max = MAX_LIMIT))]
+    #[serde(default, deserialize_with = "crate::args::optional_number")]
     pub limit: Option<u32>,
     /// Cluster (kubeconfig context) to ask; omit for the default (first) cluster.
     pub cluster: Option<String>,
