@@ -180,6 +180,58 @@ pub struct ProbeInfo {
     /// The node's boot id (/proc/sys/kernel/random/boot_id); a change means the node rebooted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id: Option<String>,
+    /// The data sources the probe could not open, and why: it keeps reporting what it can see rather than
+    /// crash-looping. Absent when every source works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_sources: Option<Vec<UnavailableSource>>,
+}
+
+/// A data source the probe could not open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnavailableSource {
+    /// Which source.
+    pub source: DataSource,
+    /// The error, as the probe saw it, e.g. "libnvidia-ml.so.1: cannot open shared object file".
+    pub message: String,
+}
+
+/// Where the probe reads from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DataSource {
+    /// NVML (libnvidia-ml): inventory, telemetry, counters and XID events. Without it the node's health is
+    /// Unknown.
+    Nvml,
+    /// The kernel log (/dev/kmsg): every XID the driver prints. Without it only the XIDs NVML delivers as events
+    /// are seen.
+    KernelLog,
+    /// NVML's XID events (old drivers lack them): XIDs then come from the kernel log only.
+    NvmlEvents,
+}
+
+impl DataSource {
+    /// The entry the probe also lists in `status.unsupportedFields` for this source.
+    pub const fn unsupported_field(self) -> &'static str {
+        match self {
+            DataSource::Nvml => "nvml",
+            DataSource::KernelLog => "xids.kernelLog",
+            DataSource::NvmlEvents => "xids.nvmlEvents",
+        }
+    }
+}
+
+impl GpuNodeStatusStatus {
+    /// Whether the probe reports `source` as unavailable (its `unavailableSources`, or, from a probe that
+    /// predates that field, the source's entry in `unsupportedFields`).
+    pub fn source_unavailable(&self, source: DataSource) -> Option<&str> {
+        let listed = self.probe.as_ref().and_then(|p| p.unavailable_sources.as_deref()).unwrap_or_default();
+        if let Some(u) = listed.iter().find(|u| u.source == source) {
+            return Some(u.message.as_str());
+        }
+        let field = source.unsupported_field();
+        self.unsupported_fields.as_deref().unwrap_or_default().iter().any(|f| f == field).then_some("")
+    }
 }
 
 /// Where the probe's data comes from.

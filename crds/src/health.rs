@@ -108,6 +108,10 @@ pub mod reason {
     pub const CORRECTABLE_ECC: &str = "CorrectableEccHigh";
     /// An NVLink XID (74, 144–150): the fault may sit at either end of the link.
     pub const XID_NVLINK: &str = "XidNvlinkError";
+    /// XID 159 (NVIDIA's CHECK_UVM): reset the GPU if UVM or vGPU is in use on it, otherwise ignore.
+    pub const XID_CHECK_UVM: &str = "XidCheckUvm";
+    /// A fatal NVSwitch SXid: NVLink is down on the node (a node-level fault on HGX/DGX systems).
+    pub const NVSWITCH_FATAL: &str = "NvswitchFatalSxid";
     /// An XID the health policy overrides to Degraded or Unhealthy (when the override names no reason).
     pub const XID_POLICY_OVERRIDE: &str = "XidPolicyOverride";
     /// The probe has reported no GPU data for this node (or for this GPU) yet.
@@ -120,6 +124,11 @@ pub mod reason {
     pub const NO_MEMORY_ERRORS: &str = "NoMemoryErrors";
     /// Temperatures below the warning threshold and no thermal throttling (Thermal False).
     pub const TEMPERATURE_NORMAL: &str = "TemperatureNormal";
+    /// The probe cannot load NVML on the node (no NVIDIA driver or container runtime there): nothing about its
+    /// GPUs is known, so health is Unknown.
+    pub const NVML_UNAVAILABLE: &str = "NvmlUnavailable";
+    /// The probe cannot read the kernel log: only the XIDs NVML delivers as events are seen.
+    pub const KERNEL_LOG_UNAVAILABLE: &str = "KernelLogUnavailable";
 }
 
 #[cfg(test)]

@@ -75,19 +75,62 @@ pub fn since(value: Option<&str>, now: Timestamp) -> Result<Option<Window>, Tool
     Ok(Some(Window { start, label: format!("last {}", human_duration(Duration::from_secs(duration.as_secs()))) }))
 }
 
-/// The `severity` argument: the least severe XID to include.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+/// A whole number as models send it: `79` or `"79"` (the schema still says integer).
+fn lenient_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        Number(u32),
+        Text(String),
+    }
+    match Wire::deserialize(d).map_err(|_| serde::de::Error::custom("expected a whole number, e.g. 79"))? {
+        Wire::Number(n) => Ok(n),
+        Wire::Text(t) => t.trim().parse().map_err(|_| {
+            serde::de::Error::custom(format!("expected a whole number, e.g. 79; got \"{}\"", clip(t.trim())))
+        }),
+    }
+}
+
+/// [`lenient_number`] for a required field (`#[serde(deserialize_with = "crate::args::number")]`).
+pub fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    lenient_number(d)
+}
+
+/// [`lenient_number`] for an optional field (with `#[serde(default)]`); `null` is absent.
+pub fn optional_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => lenient_number(v).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// The `severity` argument: the least severe XID to include. Any letter case is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SeverityArg {
     /// Everything, informational XIDs included.
-    #[serde(alias = "Info", alias = "INFO")]
     Info,
     /// Application restarts and worse.
-    #[serde(alias = "Warning", alias = "WARNING")]
     Warning,
     /// Only XIDs that need a GPU reset, node reboot or vendor attention.
-    #[serde(alias = "Critical", alias = "CRITICAL")]
     Critical,
+}
+
+impl<'de> Deserialize<'de> for SeverityArg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SeverityArg, D::Error> {
+        let text =
+            String::deserialize(d).map_err(|_| serde::de::Error::custom("expected one of info, warning, critical"))?;
+        match text.trim().to_ascii_lowercase().as_str() {
+            "info" => Ok(SeverityArg::Info),
+            "warning" => Ok(SeverityArg::Warning),
+            "critical" => Ok(SeverityArg::Critical),
+            _ => Err(serde::de::Error::custom(format!(
+                "\"{}\" is not a severity; expected one of info, warning, critical",
+                clip(text.trim())
+            ))),
+        }
+    }
 }
 
 impl SeverityArg {
@@ -167,6 +210,25 @@ impl GpuSelector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_accepted_as_numeric_strings_and_enums_in_any_case() {
+        use crate::tools::xids::XidArgs;
+        let args: XidArgs =
+            serde_json::from_value(serde_json::json!({ "code": "79", "limit": " 5 ", "severity": "CRITICAL" }))
+                .expect("numeric strings and an upper-case severity");
+        assert_eq!((args.code, args.limit, args.severity), (Some(79), Some(5), Some(SeverityArg::Critical)));
+        let fatal = serde_json::from_value::<XidArgs>(serde_json::json!({ "severity": "fatal" })).expect_err("no such");
+        assert_eq!(fatal.to_string(), "\"fatal\" is not a severity; expected one of info, warning, critical");
+        let null: XidArgs = serde_json::from_value(serde_json::json!({ "code": null })).expect("null is absent");
+        assert_eq!(null.code, None);
+        let bad =
+            serde_json::from_value::<XidArgs>(serde_json::json!({ "code": "seventy-nine" })).expect_err("not a number");
+        assert!(bad.to_string().starts_with("expected a whole number, e.g. 79; got \"seventy-nine\""), "{bad}");
+        let explain: crate::tools::explain::ExplainXidArgs =
+            serde_json::from_value(serde_json::json!({ "code": "48" })).expect("required code as text");
+        assert_eq!(explain.code, 48);
+    }
 
     fn now() -> Timestamp {
         "2026-11-25T12:00:00Z".parse().expect("ts")

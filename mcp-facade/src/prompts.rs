@@ -181,11 +181,11 @@ pub fn xid_diagnosis(args: &XidDiagnosisArgs) -> Result<String, PromptArgError> 
          1. Call {call}.\n\
          2. Read patterns first: same_code_many_nodes means a shared cause (driver or firmware rollout, NVLink \
          fabric, power) rather than bad GPUs; repeating_gpu points at one GPU (or one workload, for application XIDs).\n\
-         3. For the most severe code, call describe_gpu_node on up to 3 affected nodes to see GPU verdicts, ECC and \
+         3. For the most urgent code, call describe_gpu_node on up to 3 affected nodes to see GPU verdicts, ECC and \
          remapping counters and the pods on them.\n\
          4. If a workload is suspected, call get_pod_gpu_allocation with node_name for those nodes.\n\n\
          Report: the verdict, then per code its meaning, class, severity, where it occurred and NVIDIA's recommended \
-         action (by_code gives it for the most severe codes; call explain_xid for any other); the patterns and what \
+         action (by_code gives it for the most urgent codes; call explain_xid for any other); the patterns and what \
          they imply; and what to do now versus what to watch."
     ))
 }

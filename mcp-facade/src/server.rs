@@ -56,7 +56,10 @@ cluster knows about that node. explain_xid explains one XID code. Those two work
 const INSTRUCTIONS_NO_CLUSTER: &str = "gpuscope explains NVIDIA GPU errors. This server runs without a cluster: \
 analyze_kernel_log explains a kernel log the user pastes (dmesg, journalctl -k, syslog, a support bundle): which \
 GPU, which XID, what NVIDIA says it means and what to do first; explain_xid explains one XID code. The cluster \
-tools (get_fleet_summary, get_gpu_health, ...) answer that no cluster is connected.";
+tools (get_fleet_summary, get_gpu_health, ...) are not listed: no cluster is connected.";
+
+/// The tools that answer without a cluster (all `--no-cluster` lists).
+const OFFLINE_TOOLS: [&str; 2] = ["analyze_kernel_log", "explain_xid"];
 
 /// The MCP handler. Cheap to clone: the streamable HTTP transport makes one per request.
 #[derive(Clone)]
@@ -70,10 +73,23 @@ pub struct Facade {
 impl Facade {
     /// A handler over these clusters, counting into `metrics`.
     pub fn new(clusters: Clusters, metrics: Metrics) -> Facade {
+        let mut tool_router = Self::tool_router();
+        if clusters.is_empty() {
+            // Without a cluster only the tools that read what the caller gives them can answer: list only those.
+            let cluster_tools: Vec<String> = tool_router
+                .list_all()
+                .into_iter()
+                .map(|t| t.name.to_string())
+                .filter(|name| !OFFLINE_TOOLS.contains(&name.as_str()))
+                .collect();
+            for name in cluster_tools {
+                tool_router.remove_route(&name);
+            }
+        }
         Facade {
             clusters: Arc::new(clusters),
             metrics,
-            tool_router: Arc::new(Self::tool_router()),
+            tool_router: Arc::new(tool_router),
             prompt_router: Arc::new(Self::prompt_router()),
         }
     }
@@ -393,6 +409,12 @@ impl ServerHandler for Facade {
         let tool =
             if self.tool_router.get(&request.name).is_some() { request.name.to_string() } else { "unknown".into() };
         let started = Instant::now();
+        // A cluster tool called anyway without a cluster (a client that cached an older list): say why, as a tool
+        // error, rather than "tool not found".
+        if tool == "unknown" && self.clusters.is_empty() && Self::tool_router().get(&request.name).is_some() {
+            self.metrics.tool_call(&request.name, Outcome::ToolError, started.elapsed());
+            return rmcp::handler::server::tool::IntoCallToolResult::into_call_tool_result(ToolError::NoCluster);
+        }
         let result = self.tool_router.call(ToolCallContext::new(self, request, context)).await;
         let outcome = match &result {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => Outcome::ToolError,
@@ -597,9 +619,9 @@ mod tests {
             ("describe_gpu_node", json!({"node_name": "gpu-c"}), "Did you mean: gpu-a, gpu-b?"),
             ("get_gpu_health", json!({"limit": 0}), "invalid argument `limit`"),
             ("analyze_xid_errors", json!({"since": "soon"}), "invalid argument `since`"),
-            ("analyze_xid_errors", json!({"severity": "fatal"}), "unknown variant `fatal`"),
+            ("analyze_xid_errors", json!({"severity": "fatal"}), "expected one of info, warning, critical"),
             ("get_gpu_inventory", json!({"node": "gpu-a"}), "unknown field `node`"),
-            ("get_gpu_inventory", json!({"limit": "ten"}), "invalid type"),
+            ("get_gpu_inventory", json!({"limit": "ten"}), "expected a whole number"),
             ("describe_gpu_node", json!({}), "missing field `node_name`"),
             ("get_fleet_summary", json!({"cluster": "prd"}), "no cluster named \"prd\""),
         ] {

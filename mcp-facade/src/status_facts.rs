@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use gpuscope_crds::gpu_node_status::{GpuVerdict, XidHistory};
+use gpuscope_crds::gpu_node_status::{DataSource, GpuVerdict, XidHistory};
 use gpuscope_crds::health::condition_type;
 use gpuscope_crds::{GpuNodeStatus, Health};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -89,6 +89,8 @@ pub struct StatusFacts {
     pub problems: Box<[GpuVerdict]>,
     /// The XID history, when there is one (most nodes have none).
     pub xids: Option<Box<XidHistory>>,
+    /// Sources the probe cannot read (NVML, the kernel log): the node runs blind to what they would show.
+    pub blind_to: Box<[DataSource]>,
 }
 
 impl StatusFacts {
@@ -160,6 +162,10 @@ impl StatusFacts {
             gpus: gpus.into_boxed_slice(),
             problems: verdicts.iter().filter(|v| v.health != Health::Healthy).cloned().collect(),
             xids: s.xids.clone().map(Box::new),
+            blind_to: [DataSource::Nvml, DataSource::KernelLog]
+                .into_iter()
+                .filter(|d| s.source_unavailable(*d).is_some())
+                .collect(),
         }
     }
 

@@ -71,6 +71,7 @@ pub fn healthy(name: &str, gpus: u32) -> GpuNodeStatus {
             backend: Backend::Simulated,
             last_report_time: Some(t("2026-11-25T11:55:00Z")),
             boot_id: Some("boot-1".into()),
+            unavailable_sources: None,
         }),
         driver_version: Some("570.86.15".into()),
         cuda_driver_version: Some("12.8".into()),

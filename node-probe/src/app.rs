@@ -14,6 +14,8 @@ use gpuscope_runtime::shutdown::Shutdown;
 use prometheus_client::registry::Registry;
 use tokio::sync::{Notify, mpsc};
 
+use gpuscope_crds::gpu_node_status::{DataSource, UnavailableSource};
+
 use crate::backend::{BackendError, GpuBackend, NvmlBackend, NvmlConfig, SimulatedBackend, XidEvents};
 use crate::kmsg_source::{self, KmsgSettings, Observation};
 use crate::kube_io::LeaseSettings;
@@ -80,17 +82,16 @@ pub struct Args {
     /// How often the Lease is renewed (the heartbeat).
     #[arg(long, default_value = "30s", value_parser = gpuscope_crds::duration::parse_duration)]
     pub lease_interval: Duration,
+    /// Without NVML, how often the probe tries to load it again (a driver installed after the probe started); when
+    /// it loads, the probe exits so that it restarts with it.
+    #[arg(long, default_value = "1m", value_parser = gpuscope_crds::duration::parse_duration)]
+    pub nvml_retry_interval: Duration,
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8081", env = "GPUSCOPE_LISTEN")]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub log: LogArgs,
 }
-
-/// Listed in `status.unsupportedFields` when the kernel log cannot be read.
-pub const KERNEL_LOG_FIELD: &str = "xids.kernelLog";
-/// Listed in `status.unsupportedFields` when NVML cannot deliver XID events.
-pub const NVML_EVENTS_FIELD: &str = "xids.nvmlEvents";
 
 /// Backend choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -133,8 +134,22 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     let (choice, library, scenario) = (args.backend, args.nvml_library.clone(), args.scenario.clone());
     let opening = shutdown.unless_blocking("gpu-backend-init", move || open_backend(choice, library, scenario));
     let Some(opened) = opening.await? else { return stopped_early() };
-    let (backend, xid_events) = opened?;
-    let kind = backend.kind();
+    // A node without NVML (no NVIDIA driver or container runtime) is reported as such, not left invisible by a
+    // crash-looping probe: the status says what is missing and the operator makes the node Unknown.
+    let mut unavailable: Vec<UnavailableSource> = Vec::new();
+    let (backend, xid_events) = match opened {
+        Ok((backend, events)) => (Some(backend), Some(events)),
+        Err(e) if args.backend == BackendKind::Nvml => {
+            tracing::error!(error = %e, "NVML is unavailable: reporting the node without GPU data");
+            unavailable.push(UnavailableSource { source: DataSource::Nvml, message: format!("{e:#}") });
+            (None, None)
+        }
+        Err(e) => return Err(e),
+    };
+    let kind = match args.backend {
+        BackendKind::Nvml => gpuscope_crds::gpu_node_status::Backend::Nvml,
+        BackendKind::Simulated => gpuscope_crds::gpu_node_status::Backend::Simulated,
+    };
     let boot_id = kmsg_source::read_boot_id(&args.boot_id_file);
     if boot_id.is_none() {
         tracing::warn!(path = %args.boot_id_file.display(), "no boot id: reboots cannot be told apart");
@@ -157,9 +172,9 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     let stop_threads = Arc::new(AtomicBool::new(false));
     // Either XID source may be unavailable (an unprivileged container on containerd cannot open /dev/kmsg; old
     // drivers lack NVML events): the probe reports what it can and names what it cannot, rather than crash-looping.
-    let mut unavailable = std::collections::BTreeSet::new();
     let kmsg_thread = if args.no_kmsg {
-        unavailable.insert(KERNEL_LOG_FIELD.to_string());
+        unavailable
+            .push(UnavailableSource { source: DataSource::KernelLog, message: "not read (--no-kmsg)".to_string() });
         None
     } else {
         let settings = KmsgSettings {
@@ -171,18 +186,19 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::error!(error = %e, "XIDs will come from NVML events only");
-                unavailable.insert(KERNEL_LOG_FIELD.to_string());
+                unavailable.push(UnavailableSource { source: DataSource::KernelLog, message: e.to_string() });
                 None
             }
         }
     };
     let xid_events = match xid_events {
-        Ok(events) => Some(events),
-        Err(e) => {
+        Some(Ok(events)) => Some(events),
+        Some(Err(e)) => {
             tracing::warn!(error = %e, "no NVML XID events; XIDs will come from the kernel log only");
-            unavailable.insert(NVML_EVENTS_FIELD.to_string());
+            unavailable.push(UnavailableSource { source: DataSource::NvmlEvents, message: e.to_string() });
             None
         }
+        None => None,
     };
     let (xid_rx, xid_thread) = match xid_events {
         Some(events) => (Some(events.receiver), Some(events.thread)),
@@ -210,8 +226,10 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         _ => None,
     };
     let (inv_tx, inv_rx) = mpsc::channel::<Inventory>(4);
-    let sampler =
-        tokio::spawn(sample(backend, args.sample_interval, inv_tx, metrics.clone(), wait_for(stop_rx.clone())));
+    let nvml_missing = backend.is_none();
+    let sampler = backend.map(|backend| {
+        tokio::spawn(sample(backend, args.sample_interval, inv_tx, metrics.clone(), wait_for(stop_rx.clone())))
+    });
 
     let publisher = Publisher {
         client,
@@ -235,7 +253,23 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         poll_kubelet,
     };
     tracing::info!(node = %args.node_name, backend = ?kind, "gpuscope-probe started");
-    let publishing = publisher.run(obs_rx, inv_rx, kubelet_rx, shutdown.wait());
+    // Without NVML, a driver installed later (a GPU operator's driver container) is picked up by a restart: the
+    // probe stops cleanly once the library loads.
+    let (library, retry) = (args.nvml_library.clone(), args.nvml_retry_interval);
+    let nvml_appears = async move {
+        if nvml_missing {
+            wait_for_nvml(library, retry).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let stop_publishing = async {
+        tokio::select! {
+            () = shutdown.wait() => {}
+            () = nvml_appears => tracing::info!("NVML loads now; stopping so that the probe restarts with it"),
+        }
+    };
+    let publishing = publisher.run(obs_rx, inv_rx, kubelet_rx, stop_publishing);
     tokio::pin!(publishing);
     let abandoned = async {
         shutdown.wait().await;
@@ -258,7 +292,9 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     if let Some(p) = kubelet_poller {
         p.abort();
     }
-    if tokio::time::timeout(STOP_TIMEOUT, sampler).await.is_err() {
+    if let Some(sampler) = sampler
+        && tokio::time::timeout(STOP_TIMEOUT, sampler).await.is_err()
+    {
         tracing::warn!("the GPU sampler is stuck in an NVML call; exiting without it");
     }
     if let Some(thread) = xid_thread {
@@ -276,6 +312,26 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     let _ = server.await;
     tracing::info!("gpuscope-probe stopped");
     Ok(())
+}
+
+/// Resolves once NVML loads from `library`, trying every `every`. Each try runs on a thread of its own: loading
+/// can hang on a wedged driver, and a hung try must not stop the next.
+async fn wait_for_nvml(library: PathBuf, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let (_nobody, uninterrupted) = Shutdown::manual();
+        let path = library.clone();
+        let trying = uninterrupted
+            .unless_blocking("nvml-retry", move || NvmlBackend::open(NvmlConfig { library_path: path }).map(drop));
+        match tokio::time::timeout(every, trying).await {
+            Ok(Ok(Some(Ok(())))) => return,
+            Ok(Ok(Some(Err(e)))) => tracing::debug!(error = %e, "NVML still unavailable"),
+            other => tracing::debug!(?other, "trying NVML again did not finish"),
+        }
+    }
 }
 
 fn stopped_early() -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gpuscope_crds::gpu_node_status::{GpuInfo, RecoveryActionStatus, XidSource};
+use gpuscope_crds::gpu_node_status::{DataSource, GpuInfo, RecoveryActionStatus, UnavailableSource, XidSource};
 use gpuscope_runtime::observability::Readiness;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use tokio::sync::{Notify, mpsc};
@@ -96,8 +96,8 @@ pub struct Publisher {
     pub metrics: ProbeMetrics,
     /// Flipped after the first successful write.
     pub readiness: Readiness,
-    /// XID sources that could not be started (e.g. `xids.kernelLog`), reported as unsupported fields.
-    pub unavailable_sources: BTreeSet<String>,
+    /// Sources that could not be opened (NVML, the kernel log, NVML's XID events), reported with their error.
+    pub unavailable_sources: Vec<UnavailableSource>,
     /// Asks the kubelet poller for an immediate read (an XID arrived); `None` when pods are not read.
     pub poll_kubelet: Option<Arc<Notify>>,
 }
@@ -187,7 +187,9 @@ impl Publisher {
             adopted: false,
             inventory: Inventory::default(),
             kmsg_recovery: BTreeMap::new(),
-            first_inventory_deadline: Some(Instant::now() + FIRST_INVENTORY_WAIT),
+            // Without NVML no inventory will come: write what is known at once.
+            first_inventory_deadline: (!self.unavailable_sources.iter().any(|u| u.source == DataSource::Nvml))
+                .then(|| Instant::now() + FIRST_INVENTORY_WAIT),
             written_fingerprint: None,
             last_write: None,
             write_due: Some(Instant::now()),
@@ -373,8 +375,7 @@ impl Publisher {
             nvml_version: state.inventory.nvml_version.clone(),
             gpus,
             unsupported_fields: {
-                let mut fields: BTreeSet<String> =
-                    state.inventory.unsupported_fields.union(&self.unavailable_sources).cloned().collect();
+                let mut fields: BTreeSet<String> = state.inventory.unsupported_fields.clone();
                 if state.workloads.failing || (self.poll_kubelet.is_some() && state.workloads.allocations.is_none()) {
                     fields.insert(POD_RESOURCES_FIELD.to_string());
                 }
@@ -384,6 +385,7 @@ impl Publisher {
             xids: state.ledger.history(),
             backend: self.backend,
             boot_id: self.boot_id.clone(),
+            unavailable_sources: self.unavailable_sources.clone(),
         }
     }
 

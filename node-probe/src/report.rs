@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 
 use gpuscope_crds::gpu_node_status::{
-    Backend, GROUP, GpuInfo, GpuNodeStatusStatus, PodResourcesStatus, ProbeInfo, VERSION, XidHistory,
+    Backend, DataSource, GROUP, GpuInfo, GpuNodeStatusStatus, PodResourcesStatus, ProbeInfo, UnavailableSource,
+    VERSION, XidHistory,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
@@ -33,25 +34,32 @@ pub struct NodeReport {
     pub boot_id: Option<String>,
     /// The kubelet's GPU allocations beyond the per-GPU pods, when the probe reads them.
     pub pod_resources: Option<PodResourcesStatus>,
+    /// Sources the probe could not open (also listed in `unsupported_fields`).
+    pub unavailable_sources: Vec<UnavailableSource>,
 }
 
 /// The probe-owned part of the status for `report`, stamped with `now` as the report time.
 pub fn probe_status(report: &NodeReport, now: jiff::Timestamp) -> GpuNodeStatusStatus {
     let xids = (!report.xids.totals.is_empty() || !report.xids.recent.is_empty()).then(|| report.xids.clone());
+    // Without NVML the probe knows nothing of the GPUs: it says so rather than claim "0 GPUs".
+    let blind = report.unavailable_sources.iter().any(|u| u.source == DataSource::Nvml);
+    let mut unsupported = report.unsupported_fields.clone();
+    unsupported.extend(report.unavailable_sources.iter().map(|u| u.source.unsupported_field().to_string()));
     GpuNodeStatusStatus {
         probe: Some(ProbeInfo {
             version: env!("CARGO_PKG_VERSION").to_string(),
             backend: report.backend,
             last_report_time: Some(Time(now)),
             boot_id: report.boot_id.clone(),
+            unavailable_sources: (!report.unavailable_sources.is_empty()).then(|| report.unavailable_sources.clone()),
         }),
         driver_version: report.driver_version.clone(),
         cuda_driver_version: report.cuda_driver_version.clone(),
         nvml_version: report.nvml_version.clone(),
-        gpu_count: Some(u32::try_from(report.gpus.len()).unwrap_or(u32::MAX)),
+        gpu_count: (!blind).then(|| u32::try_from(report.gpus.len()).unwrap_or(u32::MAX)),
         gpu_model: gpu_model(&report.gpus),
-        unsupported_fields: Some(report.unsupported_fields.iter().cloned().collect()),
-        gpus: Some(report.gpus.clone()),
+        unsupported_fields: Some(unsupported.into_iter().collect()),
+        gpus: (!blind).then(|| report.gpus.clone()),
         xids,
         pod_resources: report.pod_resources.clone(),
         ..Default::default()
@@ -183,6 +191,23 @@ mod tests {
         assert_eq!(body["status"]["gpuCount"], 1);
         assert_eq!(body["status"]["probe"]["lastReportTime"], "1970-01-01T00:00:00Z");
         assert!(body["status"].get("xids").is_none(), "no XIDs, no history field");
+    }
+
+    #[test]
+    fn a_probe_without_nvml_reports_no_inventory_and_says_why() {
+        let mut r = report(vec![]);
+        r.unavailable_sources = vec![
+            UnavailableSource { source: DataSource::Nvml, message: "libnvidia-ml.so.1: not found".into() },
+            UnavailableSource { source: DataSource::KernelLog, message: "/dev/kmsg: permission denied".into() },
+        ];
+        let status = probe_status(&r, jiff::Timestamp::UNIX_EPOCH);
+        assert_eq!((status.gpus, status.gpu_count), (None, None), "no inventory is not an empty inventory");
+        assert_eq!(status.unsupported_fields, Some(vec!["nvml".to_string(), "xids.kernelLog".to_string()]));
+        let listed = status.probe.and_then(|p| p.unavailable_sources).unwrap_or_default();
+        assert_eq!(listed, r.unavailable_sources);
+        // With NVML the (empty) inventory is reported as such.
+        let seen = probe_status(&report(vec![]), jiff::Timestamp::UNIX_EPOCH);
+        assert_eq!((seen.gpu_count, seen.gpus.map(|g| g.len())), (Some(0), Some(0)));
     }
 
     #[test]

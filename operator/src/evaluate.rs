@@ -14,15 +14,17 @@
 //! |---|---|---|
 //! | IGNORE, RESTART_APP, WORKFLOW_XID_13/31 (8, 13, 31, 32, 43, 63, 68, 69, 92, 94, 121, 137, …) | Degraded when one GPU logs the same code more than `applicationXidRate` times within `xidWindow` | `XidRateExceeded` |
 //! | a code not in the catalog | "unknown XID N"; Degraded only above the rate | `XidRateExceeded` |
-//! | RESET_GPU (46, 62, 64, 95, 109, 110, 119, 120, 136, 140, 143, 155, 158, …) | Unhealthy until the driver's recovery action returns to None after the XID, or the window passes without a repeat | `XidCritical` |
+//! | RESET_GPU (46, 62, 64, 95, 109, 110, 119, 120, 136, 140, 143, 155, 158, …); 167, 169 (no bucket yet: as 62) | Unhealthy until evidence of a reset (the driver's recovery action back to None after the XID, or a boot); by policy, the window passing without a repeat also clears it, and the verdict then says the clear is the policy's, not a reset | `XidCritical` |
 //! | RESTART_BM (79), RESTART_VM (151) | Unhealthy until the node's boot id changes | `XidFallenOffBus` (79), `XidCritical` |
 //! | WORKFLOW_XID_48 (48) | as RESET_GPU | `UncorrectableEcc` |
 //! | WORKFLOW_NVLINK_ERR (74) | as RESET_GPU; the message says the fault may sit at the other end of the link | `XidNvlinkError` |
-//! | WORKFLOW_NVLINK5_ERR (144–150) | Degraded while within the window (the subcode is not decoded from the message) | `XidNvlinkError` |
+//! | WORKFLOW_NVLINK5_ERR (144–149) | by the lines' token: `Fatal` → as RESET_GPU; `Nonfatal` → Degraded above the rate; no token → Degraded while within the window | `XidNvlinkError` |
+//! | WORKFLOW_NVLINK5_ERR (150, MSE) | as RESET_GPU (every row of NVIDIA's decode table) | `XidNvlinkError` |
+//! | CHECK_UVM (159) | Degraded while within the window: reset the GPU if UVM or vGPU is in use, otherwise ignore | `XidCheckUvm` |
 //! | WORKFLOW_XID_45 (45) | counted and shown, never escalates | — |
 //! | XID 154 / the GPU's `recoveryAction` | None lifts earlier demands and remedies RESET_GPU-class XIDs; GpuReset, DrainAndReset, BusReset, RecoverImexDomain → Unhealthy; NodeReboot, SystemReboot → Unhealthy and the node-level reason; DrainP2P or an unknown value → Degraded | `RecoveryActionRequired` |
 //! | other critical buckets (CONTACT_SUPPORT, CHECK_MECHANICALS, UPDATE_SWFW, …) | as RESET_GPU | `XidCritical` |
-//! | other non-critical buckets (CHECK_UVM, the sympathetic ones, no bucket yet) | as RESTART_APP | `XidRateExceeded` |
+//! | other non-critical buckets (the sympathetic ones, no bucket yet) | as RESTART_APP | `XidRateExceeded` |
 //! | policy override `Ignore` / `Healthy` / `Degraded` / `Unhealthy` | not counted / counted only / Degraded while within the window / as RESET_GPU | override's `reason`, else `XidPolicyOverride` |
 //! | volatile uncorrected ECC > `ecc.uncorrectedUnhealthyAbove` (0) | Unhealthy | `UncorrectableEcc` |
 //! | volatile corrected ECC > `ecc.correctedDegradedAbove` (off) | Degraded | `CorrectableEccHigh` |
@@ -31,6 +33,8 @@
 //! | temperature ≥ `temperature.warningCelsius` (85) / ≥ `criticalCelsius` (95) | Degraded / Unhealthy | `TemperatureHigh` / `Overheating` |
 //! | HwThermalSlowdown or SwThermalSlowdown | per policy: Degraded | `ThermalThrottling` |
 //! | a GPU in the previous verdicts or this boot's XID history that NVML no longer lists | Unhealthy | `GpuMissing` |
+//! | the probe cannot load NVML (`probe.unavailableSources`) | GPUHealthy, MemoryErrors, Thermal Unknown unless kernel-log XIDs decide | `NvmlUnavailable` |
+//! | the probe cannot read the kernel log | XIDErrors Unknown unless an NVML-delivered XID decides (then the message says so) | `KernelLogUnavailable` |
 //!
 //! # Staleness
 //!
@@ -50,7 +54,7 @@ pub mod xid;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use gpuscope_crds::gpu_node_status::{GpuInfo, GpuNodeStatus, GpuNodeStatusStatus, GpuVerdict, XidSource};
+use gpuscope_crds::gpu_node_status::{DataSource, GpuInfo, GpuNodeStatus, GpuNodeStatusStatus, GpuVerdict, XidSource};
 use gpuscope_crds::health::{Health, reason};
 use gpuscope_crds::pci::PciBusId;
 use gpuscope_crds::policy::{EffectivePolicy, RemediationMode, format_duration};
@@ -59,11 +63,15 @@ use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-pub use xid::{XidEffect, XidRule, xid_rule};
+pub use xid::{XidEffect, XidRule, xid_rule, xid_rule_for_line};
 
 /// Key prefix for a GPU whose UUID is unknown (XID lines name only a PCI address); NVML UUIDs start with "GPU-" or
 /// "MIG-", so the two never collide.
 pub const PCI_KEY_PREFIX: &str = "PCI:";
+
+/// XIDs that are memory evidence (double-bit ECC, remapping event and failure, contained and uncontained errors):
+/// MemoryErrors counts them, so it never says "no memory finding" beside an UncorrectableEcc verdict.
+const MEMORY_XIDS: [u32; 5] = [48, 63, 64, 94, 95];
 
 /// Most findings a verdict's message lists before "(+N more)".
 const MAX_VERDICT_FINDINGS: usize = 6;
@@ -208,6 +216,8 @@ struct Finding {
     message: String,
     /// The driver demands a node reboot: the node-level reason.
     node_reboot: bool,
+    /// A memory XID (48, 63, 64, 94, 95): MemoryErrors counts it beside XIDErrors.
+    memory_xid: bool,
 }
 
 /// Time and boot the evidence is judged against.
@@ -426,7 +436,7 @@ pub fn evaluate(input: &EvaluationInput, policy: &EffectivePolicy, now: Timestam
     let mut recent_xid_count: u64 = 0;
     let mut below_threshold: Vec<(String, String)> = Vec::new();
     for e in &evidence {
-        let rule = xid_rule(e.code, policy);
+        let rule = xid_rule_for_line(e.code, e.nvlink5, policy);
         recent_xid_count = recent_xid_count.saturating_add(e.count);
         let Some(gpu) = gpus.get_mut(&e.gpu) else { continue };
         match xid_finding(e, &rule, remedied_at.get(&e.gpu).copied(), policy, &ctx) {
@@ -479,6 +489,8 @@ pub fn evaluate(input: &EvaluationInput, policy: &EffectivePolicy, now: Timestam
         below_threshold: &below_threshold,
         policy,
         heartbeat: &heartbeat,
+        nvml_unavailable: status.source_unavailable(DataSource::Nvml),
+        kernel_log_unavailable: status.source_unavailable(DataSource::KernelLog),
     };
     let built = conditions::build(&summary, &input.previous_conditions, input.generation, now);
 
@@ -513,6 +525,7 @@ fn presence_finding(gpu: &GpuState, inventory_reported: bool, inventory_pcis_com
         reason: reason::NO_DATA.into(),
         message,
         node_reboot: false,
+        memory_xid: false,
     };
     if !inventory_reported {
         return unknown("The probe reports no GPU inventory, so nothing current is known about this GPU.".into());
@@ -530,6 +543,7 @@ fn presence_finding(gpu: &GpuState, inventory_reported: bool, inventory_pcis_com
                   the bus needs a node reboot; if it is still missing after one, reseat or replace it."
             .into(),
         node_reboot: false,
+        memory_xid: false,
     }
 }
 
@@ -607,6 +621,7 @@ fn recovery(info: Option<&GpuInfo>, line: Option<&xid::XidEvidence>, ctx: &Ctx) 
             reason: reason::RECOVERY_ACTION_REQUIRED.into(),
             message,
             node_reboot,
+            memory_xid: false,
         }),
         remedied_at: None,
         changes_at: expires.map(|t| ctx.leaves_window(t)),
@@ -641,21 +656,39 @@ fn xid_finding(
                 return None;
             }
             let why = if rule.from_policy {
-                "the health policy makes it Degraded".to_string()
+                "the health policy makes it Degraded while within the window.".to_string()
             } else {
-                "its subcode is not decoded from the log message, so it counts as Degraded".to_string()
+                format!("Degraded while within {window}: {}", gpuscope_crds::xid::rules::rule_reasoning(e.code, rule))
             };
-            (Health::Degraded, format!("{seen}; {why} while within {window}."))
+            (Health::Degraded, format!("{seen}; {why}"))
         }
         XidEffect::UnhealthyUntilRemedy => {
-            if !e.last_in_window(ctx) || remedied_at.is_some_and(|r| r > e.last_seen) {
+            // Evidence of a reset: the driver's recovery action back to None after the XID (a boot is the other:
+            // evidence from an earlier boot never reaches here).
+            if remedied_at.is_some_and(|r| r > e.last_seen) {
                 return None;
+            }
+            if !e.last_in_window(ctx) {
+                // NVIDIA's remedy is a reset, not time: the clear is the policy's, and the verdict says so.
+                return Some(Finding {
+                    health: Health::Healthy,
+                    category: Category::Xid,
+                    reason: String::new(),
+                    message: format!(
+                        "XID {} last at {}: Healthy again by the policy's {window} window, not by evidence of a \
+                         reset; reset the GPU if nobody did.",
+                        e.code,
+                        fmt_time(e.last_seen)
+                    ),
+                    node_reboot: false,
+                    memory_xid: false,
+                });
             }
             (
                 Health::Unhealthy,
                 format!(
-                    "{seen}; {by} Unhealthy until the driver's recovery action returns to None or {window} pass \
-                     without a repeat ({}).",
+                    "{seen}; {by} Unhealthy until a reset is seen (the driver's recovery action back to None, or a \
+                     reboot); by policy at the latest when {window} pass without a repeat ({}).",
                     fmt_time(ctx.leaves_window(e.last_seen))
                 ),
             )
@@ -680,13 +713,21 @@ fn xid_finding(
     if rule.reason == reason::XID_NVLINK && !info.recommended_action.contains("other end of the link") {
         message.push_str(" The fault may sit at the other end of the link: check the peer GPU or NVSwitch too.");
     }
-    Some(Finding { health, category: Category::Xid, reason: rule.reason.clone(), message, node_reboot: false })
+    Some(Finding {
+        health,
+        category: Category::Xid,
+        reason: rule.reason.clone(),
+        message,
+        node_reboot: false,
+        memory_xid: MEMORY_XIDS.contains(&e.code),
+    })
 }
 
 fn verdict(gpu: &GpuState) -> GpuVerdict {
     let mut reasons: Vec<String> = Vec::new();
     for f in &gpu.findings {
-        if !reasons.contains(&f.reason) {
+        // A note on a Healthy GPU (a clear by policy) has no reason: reasons explain why a GPU is not Healthy.
+        if !f.reason.is_empty() && !reasons.contains(&f.reason) {
             reasons.push(f.reason.clone());
         }
     }

@@ -176,7 +176,7 @@ fn cli_explains_representative_corpus_cases_as_a_table_and_as_json() -> TestResu
         ("container-OS log shipper with a right-aligned error level", "Unhealthy: reset GPU: XID 48 on 0000:3b:00.0"),
         ("an application code above the rate", "Degraded: restart the application: XID 13 (6 times) on 0000:3b:00.0"),
         ("journalctl's boot separator", "Healthy: no action: 2 XID lines on 1 GPU, none escalates"),
-        ("NVSwitch switch error, fatal", "Healthy: no action: no NVIDIA XID in this log; 1 NVSwitch SXid line"),
+        ("NVSwitch switch error, fatal", "Unhealthy: reboot node: fatal NVSwitch SXid"),
         ("redacted bus id", "Healthy: no action: no NVIDIA XID in this log"),
         ("kmsg record with an escaped process name", "Healthy: no action: 1 XID line on 1 GPU, none escalates"),
     ] {
@@ -254,6 +254,22 @@ fn cli_reads_stdin_survives_binary_input_and_fails_clearly_on_a_missing_file() -
     std::fs::write(&healthy, case(&cases, "ordinary kernel lines")?.text())?;
     let healthy = healthy.to_str().ok_or("path")?;
     assert_eq!(analyze_log(&[healthy, "--fail-on", "degraded"], None)?.status.code(), Some(0));
+    // A log whose only finding is a fatal SXid (header and detail lines): the node-level fault is reached.
+    let sxid = dir.path().join("fatal-sxid.log");
+    std::fs::write(
+        &sxid,
+        "[ 77.1] nvidia-nvswitch0: SXid (PCI:0000:05:00.0): 20034, Fatal, Link 28 LTSSM Fault Up\n\
+         [ 77.1] nvidia-nvswitch0: SXid (PCI:0000:05:00.0): 20034, Severity 5 Engine instance 28 Sub-engine 00\n\
+         [ 78.2] nvidia-nvswitch0: SXid (PCI:0000:05:00.0): 12028, Non-fatal, Link 32 egress non-posted PRIV error\n",
+    )?;
+    let sxid = sxid.to_str().ok_or("path")?;
+    assert_eq!(analyze_log(&[sxid, "--fail-on", "degraded"], None)?.status.code(), Some(3));
+    let answer = analyze_log_json(std::path::Path::new(sxid))?;
+    let sxids = answer["report"]["sxids"].as_array().ok_or("sxids")?;
+    let counted: Vec<(u64, &str)> =
+        sxids.iter().map(|x| (x["count"].as_u64().unwrap_or(0), x["severity"].as_str().unwrap_or("-"))).collect();
+    assert_eq!(counted, [(1, "Non-fatal"), (1, "Fatal")], "one event per SXid, its header's severity: {answer}");
+    assert_eq!(answer["report"]["summary"]["first"]["reason"], "NvswitchFatalSxid");
     let missing = dir.path().join("no-such.log");
     let out = analyze_log(&[missing.to_str().ok_or("path")?], None)?;
     assert_eq!(out.status.code(), Some(1));
@@ -307,8 +323,7 @@ async fn the_tools_work_over_stdio_with_no_cluster_at_all() -> TestResult {
     let client = facade(&["--no-cluster"], Path::new("/nonexistent/kubeconfig"), &dir.path().join("mcp.log")).await?;
     let mut tools: Vec<String> = client.list_all_tools().await?.into_iter().map(|t| t.name.to_string()).collect();
     tools.sort();
-    assert_eq!(tools.len(), 9, "{tools:?}");
-    assert!(tools.contains(&"analyze_kernel_log".to_string()) && tools.contains(&"explain_xid".to_string()));
+    assert_eq!(tools, ["analyze_kernel_log", "explain_xid"], "only the tools that work without a cluster");
 
     // The whole corpus through the tool: the same totals, and the same answer the CLI prints as JSON.
     let cases = corpus()?;
@@ -379,7 +394,7 @@ async fn the_tools_work_over_stdio_with_no_cluster_at_all() -> TestResult {
     let e = tool_error(&client, "get_fleet_summary", json!({})).await?;
     assert!(e.starts_with("no cluster connected"), "{e}");
     let e = tool_error(&client, "explain_xid", json!({ "code": -1 })).await?;
-    assert!(e.contains("invalid value"), "{e}");
+    assert!(e.contains("expected a whole number"), "{e}");
     client.cancel().await?;
     Ok(())
 }
@@ -417,7 +432,9 @@ fn node_status(name: &str) -> (Value, Value) {
         .collect();
     let operator = json!({
         "apiVersion": "gpuscope.dev/v1alpha1", "kind": "GpuNodeStatus", "metadata": { "name": name },
-        "status": { "health": "Unhealthy", "recentXidCount": 1, "verdicts": verdicts }
+        // `conditions` given (empty): when the shared operator applied its conditions first under the same field
+        // manager, an apply that omits them removes them, which a 1.20 API server turns into an invalid null.
+        "status": { "health": "Unhealthy", "recentXidCount": 1, "verdicts": verdicts, "conditions": [] }
     });
     (probe, operator)
 }

@@ -54,7 +54,7 @@ fn operator_command(
 }
 
 /// The shared control plane with one operator running for the whole test process.
-fn shared_with_operator() -> Result<&'static ControlPlane, String> {
+pub(crate) fn shared_with_operator() -> Result<&'static ControlPlane, String> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     let cp = ControlPlane::shared().map_err(|e| e.to_string())?;
     DONE.get_or_init(|| {

@@ -13,8 +13,8 @@
 //!   `recommended_action` (NVIDIA's buckets and trigger text in one or two sentences) and `device_plugin_note`.
 //!   `severity` is never written by hand: [`row`] derives it from NVIDIA's immediate action with
 //!   [`Severity::of_immediate_action`].
-//! - Cells that name no [`ResolutionBucket`] are mapped to the nearest one: 45's investigatory "Solo: RESTART_FM
-//!   Not Solo: IGNORE (follow other Xid)" is `RestartFm`; 154's "N/A Informational only regarding another Xid",
+//! - Cells that name no single [`ResolutionBucket`]: 45's investigatory "Solo: RESTART_FM Not Solo: IGNORE
+//!   (follow other Xid)" is `SoloRestartFm`, printed whole; 154's "N/A Informational only regarding another Xid",
 //!   the unused codes' "N/A; Unused" and blank cells (142, 162–172) are `NotApplicable`.
 //! - For 144–150 the page's second table decodes the subcode and error status into IGNORE, RESET_GPU or
 //!   "follow XID 154"; the row keeps NVIDIA's `WORKFLOW_NVLINK5_ERR` and the action says what the decode decides.
@@ -200,7 +200,7 @@ pub(super) static CATALOG: &[XidInfo] = &[
     row(45, "ROBUST_CHANNEL_PREEMPTIVE_REMOVAL",
         "Preemptive cleanup, due to previous errors – Most likely to see when running multiple cuda applications \
          and hitting a DBE", ALL,
-        WorkflowXid45, RestartFm, Informational,
+        WorkflowXid45, SoloRestartFm, Informational,
         "Nothing to do on its own: the driver tore down an application that was aborted (Ctrl-C, kill, GPU reset) or \
          hit by another XID, so follow that XID. If it appears alone and repeats, restart Fabric Manager."),
     row(46, "ROBUST_CHANNEL_GPU_TIMEOUT_ERROR", "GPU stopped processing", ALL,

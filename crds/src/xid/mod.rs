@@ -7,6 +7,7 @@
 
 mod catalog;
 pub mod line;
+pub mod nvlink5;
 mod recovery;
 pub mod rules;
 
@@ -18,9 +19,8 @@ pub use catalog::{CATALOG_REVISION, CATALOG_SOURCE};
 pub use recovery::RecoveryAction;
 
 /// A resolution bucket from NVIDIA's catalog: what to do now (immediate) or what to look at next
-/// (investigatory).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// (investigatory). Serialized as NVIDIA spells it ([`ResolutionBucket::as_str`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ResolutionBucket {
     /// Nothing to do; the GPU stays healthy.
     Ignore,
@@ -62,6 +62,8 @@ pub enum ResolutionBucket {
     WorkflowXid31,
     /// NVIDIA's XID 45 workflow (preemptive cleanup).
     WorkflowXid45,
+    /// XID 45's investigatory cell: restart Fabric Manager when it comes alone, else follow the other XID.
+    SoloRestartFm,
     /// NVIDIA's XID 48 workflow (double-bit ECC).
     WorkflowXid48,
     /// NVIDIA's NVLink error workflow (XID 74).
@@ -88,23 +90,30 @@ impl ResolutionBucket {
             CheckMechanicals => "CHECK_MECHANICALS",
             UpdateSwfw => "UPDATE_SWFW",
             ContactSupport => "CONTACT_SUPPORT",
-            CheckAppCuda => "CHECK_APP_CUDA",
+            CheckAppCuda => "CHECK_APP/CUDA",
             InvestigateSw => "INVESTIGATE_SW",
             InvestigateSwUser => "INVESTIGATE_SW_USER",
             InvestigateLinkSi => "INVESTIGATE_LINK_SI",
             CheckUvm => "CHECK_UVM",
             SympatheticReportSolo => "SYMPATHETIC_REPORT_SOLO",
-            IgnoreSympathetic => "IGNORE_SYMPATHETIC",
+            IgnoreSympathetic => "IGNORE (sympathetic)",
             Xid137Flow => "XID_137_FLOW",
             WorkflowXid13 => "WORKFLOW_XID_13",
             WorkflowXid31 => "WORKFLOW_XID_31",
             WorkflowXid45 => "WORKFLOW_XID_45",
+            SoloRestartFm => "Solo: RESTART_FM; Not solo: IGNORE (follow the other XID)",
             WorkflowXid48 => "WORKFLOW_XID_48",
             WorkflowNvlinkErr => "WORKFLOW_NVLINK_ERR",
             WorkflowNvlink5Err => "WORKFLOW_NVLINK5_ERR",
             Xid154 => "XID_154",
             NotApplicable => "N/A",
         }
+    }
+}
+
+impl Serialize for ResolutionBucket {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -165,7 +174,7 @@ impl Severity {
     pub const fn of_immediate_action(action: ResolutionBucket) -> Severity {
         use ResolutionBucket::*;
         match action {
-            Ignore | IgnoreSympathetic | WorkflowXid45 | Xid154 => Severity::Info,
+            Ignore | IgnoreSympathetic | WorkflowXid45 | SoloRestartFm | Xid154 => Severity::Info,
             RestartApp
             | WorkflowXid13
             | WorkflowXid31
@@ -337,6 +346,29 @@ mod tests {
         assert!(lookup(109).device_plugin_note.is_some());
         assert_eq!(lookup(154).immediate_action, ResolutionBucket::Xid154);
         assert_eq!(lookup(45).immediate_action, ResolutionBucket::WorkflowXid45);
+    }
+
+    #[test]
+    fn every_bucket_is_printed_and_serialized_as_nvidia_spells_it() {
+        let spelled = |b: ResolutionBucket| (b.as_str(), serde_json::to_value(b).ok());
+        for (bucket, nvidia) in [
+            (ResolutionBucket::WorkflowXid13, "WORKFLOW_XID_13"),
+            (ResolutionBucket::Xid154, "XID_154"),
+            (ResolutionBucket::NotApplicable, "N/A"),
+            (ResolutionBucket::CheckAppCuda, "CHECK_APP/CUDA"),
+            (ResolutionBucket::IgnoreSympathetic, "IGNORE (sympathetic)"),
+            (ResolutionBucket::WorkflowNvlink5Err, "WORKFLOW_NVLINK5_ERR"),
+        ] {
+            assert_eq!(spelled(bucket), (nvidia, Some(serde_json::Value::from(nvidia))));
+        }
+        // XID 45's investigatory cell whole, not cut to one of its halves.
+        assert_eq!(
+            lookup(45).investigatory_action.as_str(),
+            "Solo: RESTART_FM; Not solo: IGNORE (follow the other XID)"
+        );
+        let row = serde_json::to_value(lookup(13)).expect("json");
+        assert_eq!(row["immediateAction"], "RESTART_APP");
+        assert_eq!(row["investigatoryAction"], "WORKFLOW_XID_13");
     }
 
     #[test]

@@ -8,15 +8,18 @@
 //! | immediate action | effect |
 //! |---|---|
 //! | IGNORE, RESTART_APP, WORKFLOW_XID_13/31 | Degraded only above the policy's rate |
-//! | RESET_GPU, WORKFLOW_XID_48, WORKFLOW_NVLINK_ERR | Unhealthy until the remedy is seen |
+//! | RESET_GPU, WORKFLOW_XID_48, WORKFLOW_NVLINK_ERR; 167, 169 (no bucket yet: as 62) | Unhealthy until the remedy is seen |
 //! | RESTART_BM (79), RESTART_VM (151) | Unhealthy until the node reboots |
-//! | WORKFLOW_NVLINK5_ERR (144–150) | Degraded (the subcode is not decoded) |
+//! | WORKFLOW_NVLINK5_ERR (144–149) | from the line's token: `Fatal` → as RESET_GPU; `Nonfatal` → Degraded above the rate; no token → Degraded while in the window |
+//! | WORKFLOW_NVLINK5_ERR (150, MSE) | as RESET_GPU (every row of NVIDIA's decode table) |
+//! | CHECK_UVM (159) | Degraded while in the window: reset the GPU if UVM or vGPU is in use, otherwise ignore |
 //! | WORKFLOW_XID_45 | informational, never escalates |
 //! | XID_154 | the recovery action it names decides |
 
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::nvlink5::{Nvlink5Severity, is_nvlink5};
 use super::{RecoveryAction, ResolutionBucket, lookup};
 use crate::health::{Health, reason};
 use crate::policy::{EffectivePolicy, XidOverrideHealth};
@@ -83,22 +86,82 @@ pub fn xid_rule(code: u32, policy: &EffectivePolicy) -> XidRule {
         RestartBm | RestartVm => (XidEffect::UnhealthyUntilReboot, reason::XID_CRITICAL),
         WorkflowXid48 => (XidEffect::UnhealthyUntilRemedy, reason::UNCORRECTABLE_ECC),
         WorkflowNvlinkErr => (XidEffect::UnhealthyUntilRemedy, reason::XID_NVLINK),
-        // Only the log message is available, not the decoded subcode: NVIDIA's "not parsed" row says Degraded.
+        // MSE errors are RESET_GPU in every row of NVIDIA's decode table.
+        WorkflowNvlink5Err if code == 150 => (XidEffect::UnhealthyUntilRemedy, reason::XID_NVLINK),
+        // Without the line's severity token (see `xid_rule_for_line`) the decode is unknown: Degraded.
         WorkflowNvlink5Err => (XidEffect::DegradedWhileInWindow, reason::XID_NVLINK),
-        WorkflowXid45 => (XidEffect::Informational, ""),
+        // NVIDIA: reset the GPU if UVM or vGPU is in use, otherwise ignore. Which one is not in the evidence.
+        CheckUvm => (XidEffect::DegradedWhileInWindow, reason::XID_CHECK_UVM),
+        // PCIe fatal timeout and SEC2 halt have no bucket yet: treated like 62 (an internal micro-controller halt).
+        NotApplicable if code == 167 || code == 169 => (XidEffect::UnhealthyUntilRemedy, reason::XID_CRITICAL),
+        WorkflowXid45 | SoloRestartFm => (XidEffect::Informational, ""),
         Xid154 => (XidEffect::RecoveryAction, reason::RECOVERY_ACTION_REQUIRED),
         ContactSupport | CheckMechanicals | UpdateSwfw | RestartFm | InvestigateSw | InvestigateLinkSi => {
             (XidEffect::UnhealthyUntilRemedy, reason::XID_CRITICAL)
         }
-        IgnoreSympathetic
-        | SympatheticReportSolo
-        | Xid137Flow
-        | CheckUvm
-        | CheckAppCuda
-        | InvestigateSwUser
-        | NotApplicable => (XidEffect::DegradedAboveRate, reason::XID_RATE),
+        IgnoreSympathetic | SympatheticReportSolo | Xid137Flow | CheckAppCuda | InvestigateSwUser | NotApplicable => {
+            (XidEffect::DegradedAboveRate, reason::XID_RATE)
+        }
     };
     XidRule { effect, reason: reason.to_string(), from_policy: false }
+}
+
+/// The rule for `code` given the NVLink5 severity token its lines carry (`None` when no line has one, and for
+/// every other code): `Fatal` makes 144–149 RESET_GPU-class, `Nonfatal` makes them count against the rate. A policy
+/// override still decides first.
+pub fn xid_rule_for_line(code: u32, severity: Option<Nvlink5Severity>, policy: &EffectivePolicy) -> XidRule {
+    let rule = xid_rule(code, policy);
+    if rule.from_policy || !is_nvlink5(code) || rule.effect != XidEffect::DegradedWhileInWindow {
+        return rule;
+    }
+    match severity {
+        Some(Nvlink5Severity::Fatal) => XidRule { effect: XidEffect::UnhealthyUntilRemedy, ..rule },
+        Some(Nvlink5Severity::Nonfatal) => XidRule { effect: XidEffect::DegradedAboveRate, ..rule },
+        None => rule,
+    }
+}
+
+/// Why a rule that is not a policy override holds, in one sentence (NVIDIA's bucket or decode table).
+pub fn rule_reasoning(code: u32, rule: &XidRule) -> &'static str {
+    if rule.from_policy {
+        return "The health policy overrides NVIDIA's catalog for this code.";
+    }
+    let bucket = lookup(code).immediate_action;
+    match (bucket, rule.effect) {
+        (ResolutionBucket::CheckUvm, _) => {
+            "NVIDIA's CHECK_UVM: reset the GPU if UVM or vGPU is in use on it, otherwise ignore it."
+        }
+        (ResolutionBucket::WorkflowNvlink5Err, XidEffect::UnhealthyUntilRemedy) if code == 150 => {
+            "NVIDIA's NVLink5 decode table makes every MSE error (XID 150) a GPU reset."
+        }
+        (ResolutionBucket::WorkflowNvlink5Err, XidEffect::UnhealthyUntilRemedy) => {
+            "The line's Fatal token: NVIDIA's NVLink5 decode table resets the GPU for Fatal and Link Fatal rows."
+        }
+        (ResolutionBucket::WorkflowNvlink5Err, XidEffect::DegradedAboveRate) => {
+            "The line's Nonfatal token: NVIDIA's NVLink5 decode table ignores Non-fatal rows unless they repeat."
+        }
+        (ResolutionBucket::WorkflowNvlink5Err, _) => {
+            "The line carries no Fatal/Nonfatal token, so NVIDIA's NVLink5 decode cannot be applied: Degraded."
+        }
+        (ResolutionBucket::NotApplicable, XidEffect::UnhealthyUntilRemedy) => {
+            "NVIDIA gives no bucket yet: treated like XID 62 (RESET_GPU), unless XID 154 names another action."
+        }
+        (ResolutionBucket::RestartBm, _) => "NVIDIA's RESTART_BM: reboot the node (bare metal).",
+        (ResolutionBucket::RestartVm, _) => "NVIDIA's RESTART_VM: restart the virtual machine.",
+        (ResolutionBucket::WorkflowXid48, _) => {
+            "NVIDIA's WORKFLOW_XID_48: a double-bit ECC error needs a GPU reset or node reboot to clear."
+        }
+        (ResolutionBucket::WorkflowNvlinkErr, _) => {
+            "NVIDIA's WORKFLOW_NVLINK_ERR: a GPU reset clears it; the fault may sit at the other end of the link."
+        }
+        (ResolutionBucket::Xid154, _) => "NVIDIA's XID_154: the recovery action it names decides.",
+        (ResolutionBucket::WorkflowXid45, _) => "NVIDIA's WORKFLOW_XID_45: it follows another XID; follow that one.",
+        (_, XidEffect::UnhealthyUntilRemedy) => "NVIDIA's immediate action needs the GPU reset (or worse).",
+        (_, XidEffect::DegradedAboveRate) => {
+            "NVIDIA's immediate action concerns the application; the GPU stays usable unless it repeats."
+        }
+        _ => "NVIDIA's immediate action for this code.",
+    }
 }
 
 /// "XID 79 ROBUST_CHANNEL_GPU_HAS_FALLEN_OFF_THE_BUS (GPU has fallen off the bus)", or "unknown XID 9999".
@@ -138,6 +201,8 @@ pub enum GpuAction {
     Investigate,
     /// Restart the application that hit the error; the GPU stays usable.
     RestartApplication,
+    /// Reset the GPU if UVM or vGPU is in use on it; otherwise nothing (NVIDIA's CHECK_UVM).
+    ResetGpuIfUvm,
     /// Stop peer-to-peer (NVLink/PCIe P2P) work on the GPU.
     DrainP2p,
     /// Restart NVIDIA Fabric Manager.
@@ -165,6 +230,7 @@ impl GpuAction {
             GpuAction::None => "no action",
             GpuAction::Investigate => "investigate",
             GpuAction::RestartApplication => "restart the application",
+            GpuAction::ResetGpuIfUvm => "reset GPU if UVM/vGPU is in use",
             GpuAction::DrainP2p => "stop peer-to-peer work",
             GpuAction::RestartFabricManager => "restart Fabric Manager",
             GpuAction::UpdateDriverFirmware => "update driver and firmware",
@@ -181,17 +247,17 @@ impl GpuAction {
     pub const fn of_bucket(bucket: ResolutionBucket) -> GpuAction {
         use ResolutionBucket::*;
         match bucket {
-            Ignore | IgnoreSympathetic | WorkflowXid45 | Xid154 | NotApplicable => GpuAction::None,
+            Ignore | IgnoreSympathetic | WorkflowXid45 | SoloRestartFm | Xid154 | NotApplicable => GpuAction::None,
             RestartApp
             | WorkflowXid13
             | WorkflowXid31
             | CheckAppCuda
             | InvestigateSwUser
-            | CheckUvm
             | Xid137Flow
             | SympatheticReportSolo => GpuAction::RestartApplication,
             ResetGpu | WorkflowXid48 | WorkflowNvlinkErr | InvestigateSw | InvestigateLinkSi => GpuAction::ResetGpu,
             WorkflowNvlink5Err => GpuAction::Investigate,
+            CheckUvm => GpuAction::ResetGpuIfUvm,
             RestartBm => GpuAction::RebootNode,
             RestartVm => GpuAction::RestartVm,
             RestartFm => GpuAction::RestartFabricManager,
@@ -214,6 +280,77 @@ impl GpuAction {
     }
 }
 
+/// The one ranking every answer uses (tools, CLI, the operator's summary reason): the action's urgency, then
+/// recency. Reboot node > reset GPU > drain P2P > restart application > none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Urgency {
+    /// Nothing to do.
+    None,
+    /// Restart the application (or look into it); the GPU stays usable.
+    RestartApplication,
+    /// Stop peer-to-peer work on the GPU.
+    DrainP2p,
+    /// Reset the GPU (or service it: support, hardware, firmware, Fabric Manager, the IMEX domain).
+    ResetGpu,
+    /// Reboot the node (or restart its VM).
+    RebootNode,
+}
+
+impl GpuAction {
+    /// Where the action ranks.
+    pub const fn urgency(self) -> Urgency {
+        match self {
+            GpuAction::None => Urgency::None,
+            GpuAction::Investigate | GpuAction::RestartApplication | GpuAction::ResetGpuIfUvm => {
+                Urgency::RestartApplication
+            }
+            GpuAction::DrainP2p => Urgency::DrainP2p,
+            GpuAction::RestartFabricManager
+            | GpuAction::UpdateDriverFirmware
+            | GpuAction::CheckHardware
+            | GpuAction::ContactSupport
+            | GpuAction::RecoverImexDomain
+            | GpuAction::ResetGpu => Urgency::ResetGpu,
+            GpuAction::RestartVm | GpuAction::RebootNode => Urgency::RebootNode,
+        }
+    }
+}
+
+/// The urgency of an XID code on its own, by the default rule: what one occurrence demands.
+pub fn code_urgency(code: u32) -> Urgency {
+    let rule = xid_rule(code, &EffectivePolicy::default());
+    match rule.effect {
+        XidEffect::UnhealthyUntilReboot => Urgency::RebootNode,
+        XidEffect::UnhealthyUntilRemedy => Urgency::ResetGpu,
+        XidEffect::Ignored | XidEffect::CountedOnly | XidEffect::Informational | XidEffect::RecoveryAction => {
+            Urgency::None
+        }
+        XidEffect::DegradedAboveRate | XidEffect::DegradedWhileInWindow => {
+            match GpuAction::of_bucket(lookup(code).immediate_action) {
+                GpuAction::None => Urgency::None,
+                action => action.urgency().min(Urgency::RestartApplication),
+            }
+        }
+    }
+}
+
+/// The urgency a verdict reason demands (the operator's reasons on GPUs and conditions).
+pub fn reason_urgency(reason: &str) -> Urgency {
+    match reason {
+        reason::XID_FALLEN_OFF_BUS | reason::GPU_MISSING | reason::NVSWITCH_FATAL => Urgency::RebootNode,
+        reason::XID_CRITICAL
+        | reason::UNCORRECTABLE_ECC
+        | reason::ROW_REMAP_FAILURE
+        | reason::OVERHEATING
+        | reason::RECOVERY_ACTION_REQUIRED
+        | reason::XID_NVLINK
+        | reason::RETIRED_PAGES => Urgency::ResetGpu,
+        reason::HEALTHY | "" => Urgency::None,
+        _ => Urgency::RestartApplication,
+    }
+}
+
 impl std::fmt::Display for GpuAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.label())
@@ -232,9 +369,11 @@ pub struct LogXidEvidence {
     pub count: u64,
     /// For XID 154: the recovery action named by the newest occurrence, when the message names one.
     pub recovery_action: Option<RecoveryAction>,
-    /// A later XID 154 on the same GPU, in the same boot, set the recovery action back to None: the remedy
-    /// RESET_GPU-class XIDs wait for.
+    /// Evidence of a reset after the newest occurrence, in the same boot: a later XID 154 on the same GPU setting
+    /// the recovery action back to None, or the driver reloading. The remedy RESET_GPU-class XIDs wait for.
     pub remedied: bool,
+    /// For NVLink5 XIDs (144–150): the worst severity token among the occurrences counted.
+    pub nvlink5: Option<Nvlink5Severity>,
 }
 
 /// The verdict the operator's default rules give one (GPU, code) when the evidence is a log.
@@ -254,9 +393,9 @@ pub struct XidVerdict {
 }
 
 impl XidVerdict {
-    /// Orders verdicts by urgency: health first (Unhealthy > Degraded > Unknown > Healthy), then the action.
-    pub fn urgency(&self) -> (u8, GpuAction) {
-        (health_rank(self.health), self.action)
+    /// Orders verdicts by the one ranking ([`Urgency`]), then health, then the action itself.
+    pub fn urgency(&self) -> (Urgency, u8, GpuAction) {
+        (self.action.urgency(), health_rank(self.health), self.action)
     }
 }
 
@@ -280,7 +419,7 @@ pub const fn health_rank(h: Health) -> u8 {
 /// - Anything seen only before a reboot the log shows → Healthy.
 pub fn log_xid_verdict(evidence: &LogXidEvidence, policy: &EffectivePolicy) -> XidVerdict {
     let code = evidence.code;
-    let rule = xid_rule(code, policy);
+    let rule = xid_rule_for_line(code, evidence.nvlink5, policy);
     let info = lookup(code);
     let bucket_action = GpuAction::of_bucket(info.immediate_action);
     let healthy = |explanation: String, rule: XidRule| XidVerdict {
@@ -333,19 +472,23 @@ pub fn log_xid_verdict(evidence: &LogXidEvidence, policy: &EffectivePolicy) -> X
             escalate(Health::Degraded, action.min(GpuAction::RestartApplication), why, rule)
         }
         XidEffect::DegradedWhileInWindow => {
+            let action = if rule.from_policy || bucket_action == GpuAction::None {
+                GpuAction::Investigate
+            } else {
+                bucket_action
+            };
             let why = if rule.from_policy {
                 "The health policy makes it Degraded.".to_string()
             } else {
-                "Its subcode is not decoded from the log message, so it counts as Degraded; decode it per NVIDIA's \
-                 NVLink5 workflow."
-                    .to_string()
+                rule_reasoning(code, &rule).to_string()
             };
-            escalate(Health::Degraded, GpuAction::Investigate, why, rule)
+            escalate(Health::Degraded, action, why, rule)
         }
         XidEffect::UnhealthyUntilRemedy => {
             if evidence.remedied {
                 return healthy(
-                    "A later XID 154 set the driver's recovery action back to None: the remedy was seen.".to_string(),
+                    "A reset was seen after it (XID 154 back to None, or the driver reloaded): the remedy was seen."
+                        .to_string(),
                     rule,
                 );
             }
@@ -419,9 +562,10 @@ mod tests {
         assert_eq!(effect(151), XidEffect::UnhealthyUntilReboot);
         assert_eq!(effect(48), XidEffect::UnhealthyUntilRemedy);
         assert_eq!(effect(74), XidEffect::UnhealthyUntilRemedy);
-        for code in 144..=150 {
+        for code in 144..=149 {
             assert_eq!(effect(code), XidEffect::DegradedWhileInWindow, "XID {code}");
         }
+        assert_eq!(effect(150), XidEffect::UnhealthyUntilRemedy);
         assert_eq!(effect(45), XidEffect::Informational);
         assert_eq!(effect(154), XidEffect::RecoveryAction);
         assert_eq!(effect(9_999), XidEffect::DegradedAboveRate);
@@ -430,6 +574,106 @@ mod tests {
         assert_eq!(xid_rule(74, &p).reason, "XidNvlinkError");
         assert_eq!(xid_rule(95, &p).reason, "XidCritical");
         assert_eq!(xid_rule(13, &p).reason, "XidRateExceeded");
+    }
+
+    /// One row per rule: the evidence, the verdict a log gives it, and the sentence of NVIDIA's catalog (as the
+    /// project's reference reads docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html) it implements.
+    #[test]
+    fn each_rule_implements_nvidias_sentence() {
+        use crate::xid::nvlink5::Nvlink5Severity::{Fatal, Nonfatal};
+        let p = EffectivePolicy::default();
+        let rows: [(&str, LogXidEvidence, Health, GpuAction); 13] = [
+            (
+                "XID 79, RESTART_BM: GPU not accessible over PCIe; reboot the node",
+                once(79),
+                Health::Unhealthy,
+                GpuAction::RebootNode,
+            ),
+            (
+                "XID 95, RESET_GPU: affects multiple applications; reset before restarting apps",
+                once(95),
+                Health::Unhealthy,
+                GpuAction::ResetGpu,
+            ),
+            (
+                "XID 48, WORKFLOW_XID_48: GPU reset or node reboot needed to clear",
+                once(48),
+                Health::Unhealthy,
+                GpuAction::ResetGpu,
+            ),
+            (
+                "XID 74, WORKFLOW_NVLINK_ERR: GPU reset or node reboot needed to clear",
+                once(74),
+                Health::Unhealthy,
+                GpuAction::ResetGpu,
+            ),
+            (
+                "XID 150 (MSE) is RESET_GPU in every row of NVIDIA's decode table",
+                once(150),
+                Health::Unhealthy,
+                GpuAction::ResetGpu,
+            ),
+            (
+                "WORKFLOW_NVLINK5_ERR: Fatal / Link Fatal rows → RESET_GPU",
+                LogXidEvidence { nvlink5: Some(Fatal), ..once(149) },
+                Health::Unhealthy,
+                GpuAction::ResetGpu,
+            ),
+            (
+                "WORKFLOW_NVLINK5_ERR: Non-fatal rows → IGNORE",
+                LogXidEvidence { nvlink5: Some(Nonfatal), ..once(145) },
+                Health::Healthy,
+                GpuAction::None,
+            ),
+            (
+                "XID 159, CHECK_UVM: reset the GPU if UVM/vGPU is in use, otherwise ignore",
+                once(159),
+                Health::Degraded,
+                GpuAction::ResetGpuIfUvm,
+            ),
+            (
+                "XID 167 (PCIe fatal timeout): no bucket yet; treat like 62 (RESET_GPU)",
+                once(167),
+                Health::Unhealthy,
+                GpuAction::ResetGpu,
+            ),
+            (
+                "XID 169 (SEC2 halt, as 62's description): treat like 62 (RESET_GPU)",
+                once(169),
+                Health::Unhealthy,
+                GpuAction::ResetGpu,
+            ),
+            (
+                "XID 94, RESTART_APP: only the faulting application must restart",
+                once(94),
+                Health::Healthy,
+                GpuAction::None,
+            ),
+            (
+                "XID 45, WORKFLOW_XID_45: follow the other XID",
+                LogXidEvidence { count: 100, ..once(45) },
+                Health::Healthy,
+                GpuAction::None,
+            ),
+            (
+                "XID 154: GPU recovery action changed … to 0x2 (Node Reboot Required)",
+                LogXidEvidence { recovery_action: Some(RecoveryAction::NodeReboot), ..once(154) },
+                Health::Unhealthy,
+                GpuAction::RebootNode,
+            ),
+        ];
+        for (nvidia, evidence, health, action) in rows {
+            let v = log_xid_verdict(&evidence, &p);
+            assert_eq!((v.health, v.action), (health, action), "{nvidia}: {v:?}");
+        }
+        // The NVLink5 line without a token keeps the undecoded verdict, and says why.
+        let untagged = log_xid_verdict(&once(147), &p);
+        assert_eq!(untagged.health, Health::Degraded);
+        assert!(untagged.explanation.contains("no Fatal/Nonfatal token"), "{}", untagged.explanation);
+        // CHECK_UVM never says "restart the application".
+        let uvm = log_xid_verdict(&once(159), &p);
+        assert!(uvm.explanation.contains("reset the GPU if UVM or vGPU is in use"), "{}", uvm.explanation);
+        assert!(!uvm.explanation.to_lowercase().contains("restart the application"));
     }
 
     #[test]
@@ -534,6 +778,20 @@ mod tests {
         assert_eq!(recovery_action_health(RecoveryAction::BusReset), Some((Health::Unhealthy, false)));
         assert_eq!(recovery_action_health(RecoveryAction::RecoverImexDomain), Some((Health::Unhealthy, false)));
         assert_eq!(recovery_action_health(RecoveryAction::DrainP2p), Some((Health::Degraded, false)));
+    }
+
+    #[test]
+    fn one_ranking_reboot_node_over_reset_gpu_over_drain_p2p_over_restart_app_over_none() {
+        assert!(code_urgency(79) > code_urgency(48), "79 (reboot node) before 48 (reset GPU)");
+        assert_eq!(code_urgency(48), Urgency::ResetGpu);
+        assert_eq!(code_urgency(95), Urgency::ResetGpu);
+        assert_eq!(code_urgency(13), Urgency::RestartApplication);
+        assert_eq!(code_urgency(43), Urgency::None, "IGNORE");
+        assert_eq!(GpuAction::DrainP2p.urgency(), Urgency::DrainP2p);
+        assert!(Urgency::DrainP2p > Urgency::RestartApplication && Urgency::ResetGpu > Urgency::DrainP2p);
+        assert!(reason_urgency("XidFallenOffBus") > reason_urgency("UncorrectableEcc"));
+        assert_eq!(reason_urgency("GpuMissing"), Urgency::RebootNode);
+        assert_eq!(reason_urgency("XidRateExceeded"), Urgency::RestartApplication);
     }
 
     #[test]

@@ -13,13 +13,14 @@ use super::report::{
     SxidReport, UuidSource, XidReport,
 };
 use super::time::TimeText;
-use gpuscope_crds::health::Health;
+use gpuscope_crds::health::{Health, reason};
 use gpuscope_crds::kmsg::RecordFlag;
 use gpuscope_crds::pci::PciBusId;
 use gpuscope_crds::policy::EffectivePolicy;
 use gpuscope_crds::xid::line::parse_kernel_message;
 use gpuscope_crds::xid::line::{CompanionKind, KernelEvent, SxidLine, XidLine, XidLineError, XidLineErrorReason};
-use gpuscope_crds::xid::rules::{GpuAction, LogXidEvidence, XidEffect, log_xid_verdict};
+use gpuscope_crds::xid::nvlink5::{self, Nvlink5Severity};
+use gpuscope_crds::xid::rules::{GpuAction, LogXidEvidence, Urgency, XidEffect, log_xid_verdict};
 use gpuscope_crds::xid::{RecoveryAction, lookup};
 
 /// The longest line read; a longer line is read up to here (and counted in `input.longLines`).
@@ -118,6 +119,9 @@ pub struct LogAnalyzer {
     companions: BTreeMap<(CompanionKindReport, Option<u32>, Option<PciBusId>), Occurrences>,
     not_understood: NotUnderstood,
     not_shown: NotShownAcc,
+    /// The newest `NVRM: loading NVIDIA UNIX … Kernel Module` line: (boot, line). A driver reload resets every GPU,
+    /// which is the remedy RESET_GPU-class XIDs wait for.
+    last_driver_load: Option<(u32, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -236,12 +240,20 @@ struct CodeAcc {
     mig: BTreeSet<MigInstance>,
     /// For 154: the recovery action the newest occurrence in `boot` names.
     recovery: Option<RecoveryAction>,
+    /// For NVLink5 codes (144–150): the worst severity token in `boot`.
+    nvlink5: Option<Nvlink5Severity>,
 }
 
 #[derive(Debug)]
 struct SxidAcc {
     nvswitch: Option<u32>,
+    /// One per SXid: its header line (the one with the severity word); detail lines that repeat the code do not
+    /// count again and do not replace the header's text.
     events: Occurrences,
+    /// The newest header's severity word.
+    severity: Option<String>,
+    /// The boot of the newest fatal SXid, when there is one.
+    fatal_boot: Option<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -284,6 +296,7 @@ impl LogAnalyzer {
             companions: BTreeMap::new(),
             not_understood: NotUnderstood::default(),
             not_shown: NotShownAcc::default(),
+            last_driver_load: None,
         }
     }
 
@@ -485,7 +498,12 @@ impl LogAnalyzer {
             Ok(None) if may_join && ends_mid_marker(text) => {
                 self.hold_cut(text, time, line_no, line, "cut off after \"NVRM\" (a pager or a copy may have cut it)");
             }
-            Ok(None) => self.stats.other_driver_lines = self.stats.other_driver_lines.saturating_add(1),
+            Ok(None) => {
+                if text.trim_start().starts_with("NVRM: loading NVIDIA UNIX") {
+                    self.last_driver_load = Some((self.boot, line_no));
+                }
+                self.stats.other_driver_lines = self.stats.other_driver_lines.saturating_add(1);
+            }
             Err(e) if may_join && matches!(e.reason, XidLineErrorReason::Truncated(_)) => {
                 let reason = explain_error(&e);
                 self.hold_cut(text, time, line_no, line, &reason);
@@ -556,11 +574,19 @@ impl LogAnalyzer {
             last_process: None,
             mig: BTreeSet::new(),
             recovery: None,
+            nvlink5: None,
         });
         if acc.boot != boot {
             acc.boot = boot;
             acc.in_boot = 0;
             acc.recovery = None;
+            acc.nvlink5 = None;
+        }
+        if nvlink5::is_nvlink5(x.code)
+            && let Some(severity) = nvlink5::decode(&x.message).severity
+            && acc.nvlink5 != Some(Nvlink5Severity::Fatal)
+        {
+            acc.nvlink5 = Some(severity);
         }
         acc.in_boot = acc.in_boot.saturating_add(1);
         acc.events.record(time, line_no, &x.message, limits.max_text_chars);
@@ -588,8 +614,25 @@ impl LogAnalyzer {
             self.not_shown.sxid_lines = self.not_shown.sxid_lines.saturating_add(1);
             return;
         }
-        let acc = self.sxids.entry(key).or_insert_with(|| SxidAcc { nvswitch: s.nvswitch, events: Occurrences::new() });
+        let acc = self.sxids.entry(key).or_insert_with(|| SxidAcc {
+            nvswitch: s.nvswitch,
+            events: Occurrences::new(),
+            severity: None,
+            fatal_boot: None,
+        });
         acc.nvswitch = s.nvswitch.or(acc.nvswitch);
+        // The driver prints one SXid as a header (`20034, Fatal, Link 28 …`) and detail lines with the same code
+        // (`Severity 5 Engine instance …`, `Data {…}`): only a header is an occurrence.
+        let severity = sxid_severity(&s.message);
+        if severity.is_none() && acc.events.count > 0 {
+            return;
+        }
+        if severity.as_deref().is_some_and(|w| w.eq_ignore_ascii_case("fatal")) {
+            acc.fatal_boot = Some(self.boot);
+        }
+        if severity.is_some() {
+            acc.severity = severity;
+        }
         acc.events.record(time, line_no, &s.message, self.options.limits.max_text_chars);
     }
 
@@ -606,7 +649,14 @@ impl LogAnalyzer {
                     self.xid_report(code, acc, gpu, policy)
                 })
                 .collect();
-            xids.sort_by(|a, b| b.verdict.urgency().cmp(&a.verdict.urgency()).then(a.code.cmp(&b.code)));
+            // The one ranking: urgency, then recency.
+            xids.sort_by(|a, b| {
+                b.verdict
+                    .urgency()
+                    .cmp(&a.verdict.urgency())
+                    .then(b.last_line.cmp(&a.last_line))
+                    .then(a.code.cmp(&b.code))
+            });
             let worst = xids.first().map(|x| &x.verdict);
             let known = self.options.known_gpus.get(pci);
             let caller_uuid = known.and_then(|k| k.uuid.clone());
@@ -641,7 +691,7 @@ impl LogAnalyzer {
                 pci_bus_id: pci.to_string(),
                 nvswitch: acc.nvswitch,
                 code: *code,
-                severity: sxid_severity(&acc.events.last_text),
+                severity: acc.severity.clone(),
                 count: acc.events.count,
                 first_time: acc.events.first_time.to_log_time(),
                 last_time: acc.events.last_time.to_log_time(),
@@ -718,9 +768,12 @@ impl LogAnalyzer {
         let count = if current { acc.in_boot } else { 0 };
         // The remedy is the GPU's newest XID 154 naming None, after this code's last occurrence, in this boot.
         let remedied = matches!(gpu.last_154, Some((boot, line, Some(RecoveryAction::None)))
-            if current && boot == acc.boot && line > acc.events.last_line);
+            if current && boot == acc.boot && line > acc.events.last_line)
+            // A driver reload after it, in the same boot, resets the GPU too.
+            || matches!(self.last_driver_load, Some((boot, line)) if current && boot == acc.boot && line > acc.events.last_line);
         let recovery_action = if current { acc.recovery } else { None };
-        let evidence = LogXidEvidence { code, count, recovery_action, remedied };
+        let nvlink5 = if current { acc.nvlink5 } else { None };
+        let evidence = LogXidEvidence { code, count, recovery_action, remedied, nvlink5 };
         let info = lookup(code);
         XidReport {
             code,
@@ -742,10 +795,53 @@ impl LogAnalyzer {
 
     fn summary(&self, gpus: &[GpuReport], complete: bool) -> Summary {
         let worst = gpus.iter().filter_map(|g| g.xids.first().map(|x| (g, x))).max_by(|(ga, a), (gb, b)| {
-            a.verdict.urgency().cmp(&b.verdict.urgency()).then(gb.pci_bus_id.cmp(&ga.pci_bus_id))
+            a.verdict
+                .urgency()
+                .cmp(&b.verdict.urgency())
+                .then(a.last_line.cmp(&b.last_line))
+                .then(gb.pci_bus_id.cmp(&ga.pci_bus_id))
         });
         let needing: u64 = gpus.iter().filter(|g| g.health != Health::Healthy).count() as u64;
         let s = &self.stats;
+        // A fatal SXid in the newest boot takes NVLink down on the node: it decides unless an XID demands as much.
+        let fatal_sxid = self
+            .sxids
+            .iter()
+            .filter(|(_, acc)| acc.fatal_boot == Some(self.boot))
+            .max_by_key(|((_, _), acc)| acc.events.last_line);
+        let xid_urgency = worst.map(|(_, x)| x.verdict.action.urgency());
+        if let Some(((pci, code), _)) = fatal_sxid
+            && xid_urgency.is_none_or(|u| u < Urgency::RebootNode)
+        {
+            let fatal = self.sxids.values().filter(|a| a.fatal_boot == Some(self.boot)).count();
+            let mut headline = format!("{}: fatal NVSwitch SXid {code} on switch {pci}", GpuAction::RebootNode);
+            if fatal > 1 {
+                headline.push_str(&format!(" ({fatal} fatal SXid codes)"));
+            }
+            headline.push_str("; NVLink is down on this node");
+            if needing > 0 {
+                headline.push_str(&format!("; {needing} GPU{} need{} attention", plural(needing), verb_s(needing)));
+            }
+            return Summary {
+                health: Health::Unhealthy,
+                action: GpuAction::RebootNode,
+                headline,
+                first: Some(FirstAction {
+                    action: GpuAction::RebootNode,
+                    pci_bus_id: pci.to_string(),
+                    uuid: None,
+                    code: *code,
+                    reason: reason::NVSWITCH_FATAL.to_string(),
+                }),
+                gpus_with_xids: gpus.len() as u64,
+                gpus_needing_action: needing,
+                xid_lines: s.xid_lines,
+                sxid_lines: s.sxid_lines,
+                companion_lines: s.companion_lines,
+                not_understood_lines: self.not_understood.lines,
+                complete,
+            };
+        }
         let (health, action, headline, first) = match worst {
             Some((gpu, x)) if x.verdict.health != Health::Healthy => {
                 let mut headline = format!("{}: XID {}", x.verdict.action, x.code);

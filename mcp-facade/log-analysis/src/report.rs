@@ -72,12 +72,12 @@ pub struct Summary {
 pub struct FirstAction {
     /// The action.
     pub action: GpuAction,
-    /// The GPU's PCI bus id.
+    /// The GPU's PCI bus id (the NVSwitch's, when a fatal SXid decided).
     pub pci_bus_id: String,
     /// The GPU's UUID, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
-    /// The XID code that decided.
+    /// The XID code that decided (the SXid code, when the reason is `NvswitchFatalSxid`).
     pub code: u32,
     /// The machine-readable reason.
     pub reason: String,
@@ -472,7 +472,7 @@ pub struct RecoveryActionVerdict {
 /// Explain one XID code: NVIDIA's catalog entry and the verdicts the operator's rules give (for the
 /// `explain_xid` tool).
 pub fn explain_xid(code: u32, policy: &EffectivePolicy) -> XidExplanation {
-    let once = LogXidEvidence { code, count: 1, recovery_action: None, remedied: false };
+    let once = LogXidEvidence { code, count: 1, ..LogXidEvidence::default() };
     let above = LogXidEvidence { count: u64::from(policy.application_xid_rate).saturating_add(1), ..once };
     let rule = xid_rule(code, policy);
     let by_recovery_action = if rule.effect == gpuscope_crds::xid::rules::XidEffect::RecoveryAction {

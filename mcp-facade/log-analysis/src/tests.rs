@@ -159,7 +159,8 @@ fn the_headline_counts_above_rate_codes_and_other_gpus() {
     }
     assert_eq!(report_of(&log).summary.headline, "restart the application: XID 13 (7 times) on 0000:3b:00.0");
     log.push_str("NVRM: Xid (PCI:0000:86:00): 95, Uncontained\nNVRM: Xid (PCI:0000:87:00): 48, DBE\n");
-    assert_eq!(report_of(&log).summary.headline, "reset GPU: XID 95 on 0000:86:00.0; 2 more GPUs need attention");
+    // Equally urgent (reset GPU): the more recent leads.
+    assert_eq!(report_of(&log).summary.headline, "reset GPU: XID 48 on 0000:87:00.0; 2 more GPUs need attention");
     let quiet = report_of("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name=a, Graphics Exception\n");
     assert_eq!(quiet.summary.headline, "no action: 1 XID line on 1 GPU, none escalates under the operator's rules");
 }
@@ -173,7 +174,7 @@ fn empty_input_is_a_healthy_report_with_no_xids() {
     }
     assert_eq!(report_of("").input.lines, 0);
     assert_eq!(report_of("\n\n").input.lines, 2);
-    let sxid_only = report_of("nvidia-nvswitch0: SXid (PCI:0000:05:00.0): 20034, Fatal, Link 28 LTSSM Fault Up\n");
+    let sxid_only = report_of("nvidia-nvswitch0: SXid (PCI:0000:05:00.0): 12028, Non-fatal, Link 32 egress error\n");
     assert_eq!(sxid_only.summary.headline, "no action: no NVIDIA XID in this log; 1 NVSwitch SXid line");
 }
 
@@ -538,4 +539,76 @@ fn log_analysis_throughput() {
             assert!(mbps > 100.0, "{label}: {mbps:.0} MB/s");
         }
     }
+}
+
+#[test]
+fn a_fatal_sxid_alone_drives_the_verdict_and_counts_once_with_its_detail_lines() {
+    let log = "\
+[  77.1] nvidia-nvswitch3: SXid (PCI:0000:c1:00.0): 20034, Fatal, Link 28 LTSSM Fault Up
+[  77.1] nvidia-nvswitch3: SXid (PCI:0000:c1:00.0): 20034, Severity 5 Engine instance 28 Sub-engine instance 00
+[  77.1] nvidia-nvswitch3: SXid (PCI:0000:c1:00.0): 20034, Data {0x50610002, 0x10100030, 0x00000000}
+";
+    let r = report_of(log);
+    assert_eq!((r.summary.health, r.summary.action), (Health::Unhealthy, GpuAction::RebootNode));
+    assert_eq!(
+        r.summary.headline,
+        "reboot node: fatal NVSwitch SXid 20034 on switch 0000:c1:00.0; NVLink is down on this node"
+    );
+    let first = r.summary.first.as_ref().unwrap();
+    assert_eq!(
+        (first.code, first.reason.as_str(), first.pci_bus_id.as_str()),
+        (20034, "NvswitchFatalSxid", "0000:c1:00.0")
+    );
+    assert_eq!(r.sxids.len(), 1);
+    let sxid = &r.sxids[0];
+    assert_eq!((sxid.count, sxid.severity.as_deref()), (1, Some("Fatal")), "one SXid, its header's severity");
+    assert_eq!(sxid.last_message, "Fatal, Link 28 LTSSM Fault Up", "the detail lines do not replace the header");
+    assert_eq!(r.summary.sxid_lines, 3, "every line is still read and counted as a line");
+}
+
+#[test]
+fn a_non_fatal_sxid_changes_no_verdict_and_a_worse_xid_still_leads() {
+    let nonfatal = report_of(
+        "[ 1.0] nvidia-nvswitch0: SXid (PCI:0000:c1:00.0): 12028, Non-fatal, Link 32 egress non-posted PRIV error\n",
+    );
+    assert_eq!((nonfatal.summary.health, nonfatal.summary.action), (Health::Healthy, GpuAction::None));
+    assert_eq!(nonfatal.sxids[0].severity.as_deref(), Some("Non-fatal"));
+    // XID 79 demands as much as a fatal SXid: the GPU's own verdict leads.
+    let both = report_of(&format!(
+        "{}[ 2.0] nvidia-nvswitch0: SXid (PCI:0000:c1:00.0): 20034, Fatal, Link 28 LTSSM Fault Up\n",
+        "[ 1.0] NVRM: Xid (PCI:0000:3b:00): 79, pid=1, name=x, GPU has fallen off the bus.\n"
+    ));
+    assert_eq!(both.summary.first.as_ref().map(|f| f.code), Some(79));
+    // A fatal SXid before the reboot the log shows no longer counts.
+    let rebooted = report_of(
+        "[ 1.0] nvidia-nvswitch0: SXid (PCI:0000:c1:00.0): 20034, Fatal, Link 28 LTSSM Fault Up\n\
+         [ 0.0] Linux version 6.8.0-45-generic (buildd@lcy02-amd64-075)\n",
+    );
+    assert_eq!(rebooted.summary.health, Health::Healthy);
+}
+
+#[test]
+fn nvlink5_lines_are_judged_by_their_fatal_token_and_150_always_resets() {
+    let line = |code: u32, text: &str| format!("[ 1.0] NVRM: Xid (PCI:0000:3b:00): {code}, {text}\n");
+    let fatal = report_of(&line(149, "NETIR_LINK_EVT Fatal XC0 i0 Link 00 (0x00000001 0x00000000)"));
+    assert_eq!((fatal.summary.health, fatal.summary.action), (Health::Unhealthy, GpuAction::ResetGpu));
+    let nonfatal = report_of(&line(145, "RLW_REMAP Nonfatal XC0 i1 Link 03 (0x00000100)"));
+    assert_eq!(nonfatal.summary.health, Health::Healthy, "Non-fatal: ignored unless it repeats");
+    let untagged = report_of(&line(147, "TREX error status 0x4"));
+    assert_eq!(untagged.summary.health, Health::Degraded, "no token: the decode is unknown");
+    let mse = report_of(&line(150, "MSE_WATCHDOG XC0 (0x00000002)"));
+    assert_eq!((mse.summary.health, mse.summary.action), (Health::Unhealthy, GpuAction::ResetGpu));
+}
+
+#[test]
+fn a_driver_reload_after_a_reset_gpu_xid_is_the_remedy() {
+    let log = "\
+[ 10.0] NVRM: Xid (PCI:0000:3b:00): 95, pid=1, name=x, Uncontained: FBHUB. RST: Yes, D-RST: No
+[ 20.0] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  570.86.15  Fri Jan 10 2025
+";
+    let r = report_of(log);
+    assert_eq!(r.summary.health, Health::Healthy);
+    assert!(r.gpus[0].xids[0].verdict.explanation.contains("the driver reloaded"));
+    let without = report_of(log.lines().next().map(|l| format!("{l}\n")).as_deref().unwrap_or_default());
+    assert_eq!(without.summary.health, Health::Unhealthy);
 }

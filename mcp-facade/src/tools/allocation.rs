@@ -30,6 +30,7 @@ pub struct AllocationArgs {
     /// Most rows per list (pods, namespaces, nodes), 1-200; default 20 with node_name, else 10. Totals cover
     /// everything.
     #[schemars(range(min = 1, max = MAX_LIMIT))]
+    #[serde(default, deserialize_with = "crate::args::optional_number")]
     pub limit: Option<u32>,
     /// Cluster (kubeconfig context) to ask; omit for the default (first) cluster.
     pub cluster: Option<String>,

@@ -23,9 +23,11 @@ use crate::tools::common::{GpuRef, Truncated, gpu_at, plural, take};
 #[serde(deny_unknown_fields)]
 pub struct ExplainXidArgs {
     /// The XID code, e.g. 79 (the number after the PCI address in `NVRM: Xid (PCI:0000:3b:00): 79, ...`).
+    #[serde(deserialize_with = "crate::args::number")]
     pub code: u32,
     /// Most nodes listed with the code in their history, 1-200, default 10; the totals cover every node.
     #[schemars(range(min = 1, max = MAX_LIMIT))]
+    #[serde(default, deserialize_with = "crate::args::optional_number")]
     pub limit: Option<u32>,
     /// Cluster (kubeconfig context) whose nodes to list; omit for the default (first) cluster.
     pub cluster: Option<String>,

@@ -2,6 +2,8 @@
 //! allocation, XID hot spots, and the top offenders with what to do about them.
 
 use gpuscope_crds::Health;
+use gpuscope_crds::gpu_node_status::DataSource;
+use gpuscope_crds::xid::rules::{Urgency, reason_urgency};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +14,7 @@ use crate::freshness::ProbeState;
 use crate::snapshot::Snapshot;
 use crate::time::{age, rfc3339};
 use crate::tools::common::{
-    DriverCount, HealthCounts, ModelCount, Truncated, cut, driver_counts, merge_cuts, model_counts, plural,
+    DriverCount, HealthCounts, ModelCount, Truncated, cut, driver_counts, merge_cuts, model_counts, plural, take,
 };
 use crate::tools::health::{ProbeCounts, ReasonAction, reason_actions};
 use crate::xid_view::meaning;
@@ -27,6 +29,7 @@ const MAX_TOP: u32 = 50;
 pub struct FleetArgs {
     /// How many top offenders and stale probes to list (1-50, default 10).
     #[schemars(range(min = 1, max = MAX_TOP))]
+    #[serde(default, deserialize_with = "crate::args::optional_number")]
     pub limit: Option<u32>,
     /// Cluster (kubeconfig context) to ask; omit for the default (first) cluster.
     pub cluster: Option<String>,
@@ -62,6 +65,9 @@ pub struct FleetSummary {
     pub actions_by_reason: Vec<ReasonAction>,
     /// Nodes whose probe stopped reporting (or never did), longest first.
     pub stale_probes: Vec<StaleProbe>,
+    /// Nodes whose probe runs but cannot see everything: without NVML (health Unknown) or without the kernel log
+    /// (XIDs from NVML events only).
+    pub running_blind: RunningBlind,
     /// Present when a list was cut to `limit`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<Truncated>,
@@ -102,6 +108,17 @@ pub struct CodeNodes {
     pub severity: String,
     /// Nodes whose newest XID is this code.
     pub nodes: usize,
+}
+
+/// Probes that report, but without a data source.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct RunningBlind {
+    /// Nodes whose probe cannot load NVML: no inventory, telemetry or NVML XID events; health Unknown.
+    pub nvml_unavailable: usize,
+    /// Nodes whose probe cannot read the kernel log: XIDs only from NVML events.
+    pub kernel_log_unavailable: usize,
+    /// Those nodes by name (at most `limit`), sorted.
+    pub nodes: Vec<String>,
 }
 
 /// A node that needs attention.
@@ -187,6 +204,33 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
         })
         .collect();
     let (nodes_with_recent_xids, recent_xids) = f.recent_xids();
+    // The one ranking, within the page the index ranked: what the node's reasons demand (reboot node > reset
+    // GPU > ...), then the counts.
+    let urgency = |o: &Offender| o.reasons.iter().map(|r| reason_urgency(r)).max().unwrap_or(Urgency::None);
+    let mut offenders = offenders;
+    offenders.sort_by(|(a, _), (b, _)| {
+        urgency(b)
+            .cmp(&urgency(a))
+            .then_with(|| (b.health == Health::Unhealthy).cmp(&(a.health == Health::Unhealthy)))
+            .then_with(|| {
+                (b.unhealthy_gpus, b.degraded_gpus, b.recent_xids).cmp(&(
+                    a.unhealthy_gpus,
+                    a.degraded_gpus,
+                    a.recent_xids,
+                ))
+            })
+            .then_with(|| a.node.cmp(&b.node))
+    });
+    // Nodes running blind (no NVML, no kernel log): a scan of the cached facts, a few bytes per node.
+    let mut blind = RunningBlind::default();
+    for status in snap.statuses() {
+        let blind_to = &status.facts.blind_to;
+        if !blind_to.is_empty() {
+            blind.nvml_unavailable += usize::from(blind_to.contains(&DataSource::Nvml));
+            blind.kernel_log_unavailable += usize::from(blind_to.contains(&DataSource::KernelLog));
+            blind.nodes.push(status.name.clone());
+        }
+    }
     let mut latest: Vec<CodeNodes> = f
         .latest_codes()
         .map(|(code, n)| {
@@ -207,9 +251,13 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
     let hint = || format!("call get_gpu_health for every problem, or raise limit (max {MAX_TOP})");
     let first_action = offenders.first().map(|(o, action)| (o.node.clone(), o.health, action.clone()));
     let top_offenders: Vec<Offender> = offenders.into_iter().map(|(o, _)| o).collect();
+    blind.nodes.sort();
+    let (blind_nodes, t3) = take(std::mem::take(&mut blind.nodes), limit, hint);
+    blind.nodes = blind_nodes;
     let truncated = merge_cuts([
         ("top_offenders", cut(f.offender_count(), limit, hint)),
         ("stale_probes", cut(f.silent_count(), limit, hint)),
+        ("running_blind.nodes", t3),
     ]);
     let mut by_model = model_counts(f.models());
     by_model.truncate(10);
@@ -236,6 +284,12 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
         );
         if probes.stale + probes.missing > 0 {
             v.push_str(&format!("; {} not reporting", plural(probes.stale + probes.missing, "probe")));
+        }
+        if blind.nvml_unavailable > 0 {
+            v.push_str(&format!("; {} without NVML", plural(blind.nvml_unavailable, "node")));
+        }
+        if blind.kernel_log_unavailable > 0 {
+            v.push_str(&format!("; {} without the kernel log", plural(blind.kernel_log_unavailable, "node")));
         }
         if allocation.gpus_allocatable > 0 {
             v.push_str(&format!(
@@ -276,6 +330,7 @@ pub fn answer(snap: &Snapshot, args: &FleetArgs) -> Result<FleetSummary, ToolErr
         top_offenders,
         actions_by_reason,
         stale_probes,
+        running_blind: blind,
         truncated,
     })
 }
@@ -288,6 +343,43 @@ mod tests {
     use crate::gpu_resources::fixtures::{node, pod};
     use crate::snapshot::fixtures::snapshot;
     use crate::status_fixtures::{healthy, stale, with_verdict, with_xid};
+
+    #[test]
+    fn nodes_running_blind_are_counted_by_what_they_cannot_see() {
+        use gpuscope_crds::gpu_node_status::UnavailableSource;
+        let blind = |name: &str, sources: &[DataSource]| {
+            let mut o = healthy(name, 2);
+            if let Some(p) = o.status.as_mut().and_then(|s| s.probe.as_mut()) {
+                p.unavailable_sources =
+                    Some(sources.iter().map(|d| UnavailableSource { source: *d, message: "denied".into() }).collect());
+            }
+            o
+        };
+        let statuses = vec![
+            healthy("ok", 2),
+            blind("no-nvml", &[DataSource::Nvml]),
+            blind("no-kmsg", &[DataSource::KernelLog]),
+            blind("no-both", &[DataSource::Nvml, DataSource::KernelLog]),
+            // A probe that predates `unavailableSources` names the kernel log only in `unsupportedFields`.
+            {
+                let mut o = healthy("old-probe", 2);
+                if let Some(s) = o.status.as_mut() {
+                    s.unsupported_fields = Some(vec!["xids.kernelLog".into()]);
+                }
+                o
+            },
+        ];
+        let f = answer(&snapshot(statuses, vec![], vec![]), &FleetArgs::default()).expect("answer");
+        assert_eq!(
+            f.running_blind,
+            RunningBlind {
+                nvml_unavailable: 2,
+                kernel_log_unavailable: 3,
+                nodes: vec!["no-both".into(), "no-kmsg".into(), "no-nvml".into(), "old-probe".into()],
+            }
+        );
+        assert!(f.verdict.contains("; 2 nodes without NVML; 3 nodes without the kernel log"), "{}", f.verdict);
+    }
 
     #[test]
     fn thousand_node_fleet_fits_one_screen() {

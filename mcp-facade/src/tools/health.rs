@@ -30,6 +30,7 @@ pub struct HealthArgs {
     /// Most problems to list (1-200; default 10 fleet-wide, 20 with node_name or gpu); counts always cover
     /// everything.
     #[schemars(range(min = 1, max = MAX_LIMIT))]
+    #[serde(default, deserialize_with = "crate::args::optional_number")]
     pub limit: Option<u32>,
     /// Cluster (kubeconfig context) to ask; omit for the default (first) cluster.
     pub cluster: Option<String>,

@@ -29,6 +29,7 @@ pub struct InventoryArgs {
     pub gpu: Option<GpuArg>,
     /// Most node rows to return (1-200; default 10 fleet-wide, 20 with gpu); totals always cover every node.
     #[schemars(range(min = 1, max = MAX_LIMIT))]
+    #[serde(default, deserialize_with = "crate::args::optional_number")]
     pub limit: Option<u32>,
     /// Add each node's Kubernetes facts: GPU labels, capacity/allocatable, taints, cordon, versions.
     pub include_k8s_metadata: Option<bool>,

@@ -300,6 +300,7 @@ fn status(i: usize) -> GpuNodeStatus {
             backend: Backend::Simulated,
             last_report_time: Some(t("2026-11-25T11:55:00Z")),
             boot_id: Some(boot),
+            unavailable_sources: None,
         }),
         driver_version: Some(if a100(i) { "570.124.06" } else { "570.86.15" }.into()),
         cuda_driver_version: Some("12.8".into()),

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use gpuscope_crds::xid::Severity;
+use gpuscope_crds::xid::rules::{Urgency, code_urgency};
 use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,7 @@ const FLEET_NODES: usize = 3;
 const MAX_PATTERNS: usize = 5;
 /// Most nodes a pattern names; `node_count`, `gpus` and `occurrences` count all of them.
 const MAX_PATTERN_NODES: usize = 3;
-/// Codes that carry the catalog's description and recommended action, most severe first: the codes to act on.
+/// Codes that carry the catalog's description and recommended action, most urgent first: the codes to act on.
 /// The rest are named and counted; explain_xid gives any code's entry.
 const EXPLAINED_CODES: usize = 3;
 /// Raw events a fleet-wide answer shows without a `limit`: the newest few of thousands, as samples of the driver's
@@ -44,6 +45,7 @@ pub struct XidArgs {
     /// One GPU: its NVML index (with node_name) or its UUID or the leading part of it.
     pub gpu: Option<GpuArg>,
     /// Only this XID code, e.g. 79.
+    #[serde(default, deserialize_with = "crate::args::optional_number")]
     pub code: Option<u32>,
     /// Least severe XID to include: info (everything), warning (application restarts and worse) or critical
     /// (GPU reset, node reboot or vendor attention).
@@ -54,6 +56,7 @@ pub struct XidArgs {
     /// Most rows per list (codes, nodes, events), 1-200. Default 20 with node_name or gpu; fleet-wide 10 (and 3
     /// raw events). Totals cover everything.
     #[schemars(range(min = 1, max = MAX_LIMIT))]
+    #[serde(default, deserialize_with = "crate::args::optional_number")]
     pub limit: Option<u32>,
     /// Cluster (kubeconfig context) to ask; omit for the default (first) cluster.
     pub cluster: Option<String>,
@@ -74,8 +77,8 @@ pub struct XidAnalysis {
     pub window: String,
     /// Totals over everything selected.
     pub totals: XidTotals,
-    /// Per code, most severe then most frequent first; the first 3 with the catalog's description and recommended
-    /// action (explain_xid gives any code's).
+    /// Per code, most urgent (reboot node > reset GPU > drain P2P > restart app > none) then most recent first;
+    /// the first 3 with the catalog's description and recommended action (explain_xid gives any code's).
     pub by_code: Vec<XidCodeSummary>,
     /// Per node, worst first.
     pub by_node: Vec<XidNodeSummary>,
@@ -419,7 +422,7 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
                 None => plural(totals.occurrences as usize, "XID occurrence"),
             };
             let verdict = format!(
-                "{count} {scope} on {} ({}), {window_label}; most severe: XID {} {} ({}) on {}.",
+                "{count} {scope} on {} ({}), {window_label}; most urgent: XID {} {} ({}) on {}.",
                 plural(totals.gpus, "GPU"),
                 plural(totals.nodes, "node"),
                 worst.meaning.code,
@@ -474,12 +477,12 @@ fn code_summaries(rows: &[Row]) -> Vec<XidCodeSummary> {
     for r in rows {
         by.entry(r.code).or_default().push(r);
     }
-    let mut out: Vec<(Severity, XidCodeSummary)> = by
+    let mut out: Vec<((Urgency, Timestamp), XidCodeSummary)> = by
         .into_iter()
         .map(|(code, rs)| {
             let last = rs.iter().map(|r| r.last_seen).max().unwrap_or_default();
             (
-                severity(code),
+                (code_urgency(code), last),
                 XidCodeSummary {
                     meaning: meaning(code),
                     occurrences: rs.iter().map(|r| r.occurrences).sum(),
@@ -504,12 +507,16 @@ fn node_summaries(rows: &[Row]) -> Vec<XidNodeSummary> {
     for r in rows {
         by.entry(&r.node).or_default().push(r);
     }
-    let mut out: Vec<(Severity, XidNodeSummary)> = by
+    let mut out: Vec<((Urgency, Timestamp), XidNodeSummary)> = by
         .into_iter()
         .map(|(node, rs)| {
             let worst = rs.iter().map(|r| severity(r.code)).max().unwrap_or(Severity::Info);
+            let urgency = rs.iter().map(|r| code_urgency(r.code)).max().unwrap_or(Urgency::None);
+            // Recency of what makes it urgent, not of a minor code logged since.
+            let last = rs.iter().filter(|r| code_urgency(r.code) == urgency).map(|r| r.last_seen).max();
+            let last = last.unwrap_or_default();
             (
-                worst,
+                (urgency, last),
                 XidNodeSummary {
                     node: node.to_string(),
                     occurrences: rs.iter().map(|r| r.occurrences).sum(),
@@ -677,11 +684,11 @@ mod tests {
         assert_eq!(r.totals, XidTotals { occurrences: 9, at_least: false, at_most: None, nodes: 4, gpus: 5, codes: 3 });
         assert_eq!(r.window, "all retained history");
         let codes: Vec<u32> = r.by_code.iter().map(|c| c.meaning.code).collect();
-        assert_eq!(codes, [79, 48, 13], "critical first (79 on 3 nodes before 48 on 1), then warning");
+        assert_eq!(codes, [79, 48, 13], "reboot node (79) before reset GPU (48), then restart the application");
         assert_eq!((r.by_code[0].nodes, r.by_code[0].occurrences), (3, 3));
         assert_eq!(r.by_code[0].meaning.severity, "critical");
-        assert_eq!(r.by_node[0].node, "a", "a has the most occurrences among critical nodes");
-        assert_eq!(r.by_node[0].codes, [13, 79]);
+        assert_eq!(r.by_node[0].node, "c", "the most recent of the nodes to reboot");
+        assert_eq!(r.by_node[0].codes, [79]);
         let kinds: Vec<(PatternKind, u32)> = r.patterns.iter().map(|p| (p.kind, p.code)).collect();
         assert_eq!(kinds, [(PatternKind::SameCodeManyNodes, 79), (PatternKind::RepeatingGpu, 13)]);
         assert_eq!(r.patterns[0].nodes, ["a", "b", "c"]);
@@ -691,6 +698,18 @@ mod tests {
         assert_eq!(r.events[0].code, 13, "newest event first");
         assert_eq!(r.events[0].gpu.index, Some(0));
         assert_eq!(r.events[0].process.as_deref(), Some("python (pid 4242)"));
+    }
+
+    #[test]
+    fn the_node_to_reboot_leads_even_when_a_reset_gpu_xid_is_newer_and_more_frequent() {
+        // The XID 79 + XID 48 fleet: 48 (reset GPU) five times and newer; 79 (reboot node) once.
+        let b = with_xid(healthy("gpu-h100-b", 8), 5, 79, 1, "2026-11-25T10:00:00Z", "2026-11-25T10:00:00Z");
+        let a = with_xid(healthy("gpu-h100-a", 8), 3, 48, 5, "2026-11-25T10:30:00Z", "2026-11-25T11:30:00Z");
+        let r = answer(&snapshot(vec![a, b], vec![], vec![]), &XidArgs::default()).expect("answer");
+        assert_eq!(r.by_code.iter().map(|c| c.meaning.code).collect::<Vec<_>>(), [79, 48]);
+        assert_eq!(r.by_node[0].node, "gpu-h100-b");
+        assert!(r.verdict.contains("most urgent: XID 79"), "{}", r.verdict);
+        assert!(r.action.starts_with("gpu-h100-b"), "{}", r.action);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use gpuscope_crds::gpu_node_status::GpuInfo;
 use gpuscope_crds::health::{Health, condition_type, reason};
 use gpuscope_crds::policy::{EffectivePolicy, format_duration};
+use gpuscope_crds::xid::rules::reason_urgency;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -85,6 +86,10 @@ pub(super) struct Summary<'s> {
     pub below_threshold: &'s [(String, String)],
     pub policy: &'s EffectivePolicy,
     pub heartbeat: &'s Heartbeat,
+    /// The probe cannot load NVML: its error, when it gave one.
+    pub nvml_unavailable: Option<&'s str>,
+    /// The probe cannot read the kernel log: its error, when it gave one.
+    pub kernel_log_unavailable: Option<&'s str>,
 }
 
 /// The conditions, the Node's copy of GPUHealthy and the transitions.
@@ -118,7 +123,12 @@ pub(super) fn build(s: &Summary, previous: &[Condition], generation: Option<i64>
         };
         let changed = before.is_none_or(|b| b.status != status || b.reason != reason);
         let problem = is_problem(type_, status, &reason);
-        if changed && (before.is_some() || problem) {
+        // A GPU that vanished takes its readings with it: that is no recovery worth a "back to normal" Event.
+        let vanished_recovery = !problem
+            && before.is_some_and(|b| is_problem(type_, &b.status, &b.reason))
+            && matches!(type_, condition_type::MEMORY_ERRORS | condition_type::THERMAL)
+            && s.gpus.iter().any(|g| g.info.is_none() && g.findings.iter().any(|f| f.reason == reason::GPU_MISSING));
+        if changed && (before.is_some() || problem) && !vanished_recovery {
             transitions.push(Transition {
                 condition_type: type_.to_string(),
                 from_status: before.map(|b| b.status.clone()),
@@ -154,13 +164,39 @@ fn is_problem(type_: &str, status: &str, reason: &str) -> bool {
     match type_ {
         condition_type::GPU_HEALTHY => status != TRUE || reason != reason::HEALTHY,
         condition_type::PROBE_REPORTING => status != TRUE,
-        _ => status == TRUE,
+        // A blind spot is a problem to fix on the node, whatever the condition's polarity.
+        _ => status == TRUE || reason == reason::KERNEL_LOG_UNAVAILABLE || reason == reason::NVML_UNAVAILABLE,
     }
+}
+
+/// The probe's error in parentheses, cut to a readable length; nothing when it gave none.
+fn because(error: Option<&str>) -> String {
+    match error.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) if e.chars().count() > 100 => format!(" ({}…)", e.chars().take(100).collect::<String>()),
+        Some(e) => format!(" ({e})"),
+        None => String::new(),
+    }
+}
+
+/// GPUHealthy, MemoryErrors and Thermal when the probe cannot load NVML.
+fn nvml_unavailable(error: Option<&str>) -> Raw {
+    (
+        UNKNOWN,
+        reason::NVML_UNAVAILABLE.to_string(),
+        format!(
+            "The probe cannot load NVML{}: no GPU data. Check the NVIDIA driver and container runtime on the node.",
+            because(error)
+        ),
+    )
 }
 
 type Raw = (&'static str, String, String);
 
 fn gpu_healthy(s: &Summary) -> Raw {
+    // Evidence from the kernel log can still make a GPU Degraded or Unhealthy; short of that, nothing is known.
+    if s.nvml_unavailable.is_some() && matches!(s.health, Health::Unknown | Health::Healthy) {
+        return nvml_unavailable(s.nvml_unavailable);
+    }
     if s.gpus.is_empty() {
         let message = match s.inventory {
             None => "The probe has not reported any GPU for this node yet; check the gpuscope node-probe pod on it.",
@@ -179,8 +215,22 @@ fn gpu_healthy(s: &Summary) -> Raw {
         Health::Unhealthy => {
             let reboot =
                 s.gpus.iter().flat_map(|g| &g.findings).any(|f| f.node_reboot && f.health == Health::Unhealthy);
-            let reason =
-                if reboot { reason::RECOVERY_ACTION_REQUIRED.to_string() } else { first_reason(Health::Unhealthy) };
+            // The most specific reason wins: a GPU off the bus or missing says more than "the driver asks for a
+            // reboot"; otherwise the most urgent reason (the one ranking), first GPU first.
+            let unhealthy_reasons =
+                || with(Health::Unhealthy).flat_map(|g| &g.findings).filter(|f| f.health == Health::Unhealthy);
+            let specific = [reason::XID_FALLEN_OFF_BUS, reason::GPU_MISSING]
+                .into_iter()
+                .find(|r| unhealthy_reasons().any(|f| f.reason == *r));
+            let most_urgent = unhealthy_reasons()
+                .map(|f| (reason_urgency(&f.reason), f.reason.clone()))
+                .reduce(|best, next| if next.0 > best.0 { next } else { best })
+                .map(|(_, r)| r);
+            let reason = match (specific, reboot) {
+                (Some(r), _) => r.to_string(),
+                (None, true) => reason::RECOVERY_ACTION_REQUIRED.to_string(),
+                (None, false) => most_urgent.unwrap_or_else(|| first_reason(Health::Unhealthy)),
+            };
             let mut head = format!("{unhealthy} of {n} GPUs Unhealthy");
             if degraded > 0 {
                 head.push_str(&format!(", {degraded} Degraded"));
@@ -204,7 +254,21 @@ fn gpu_healthy(s: &Summary) -> Raw {
             )
         }
         Health::Healthy => {
-            let message = if n == 1 { "The GPU is healthy.".to_string() } else { format!("All {n} GPUs are healthy.") };
+            let mut message =
+                if n == 1 { "The GPU is healthy.".to_string() } else { format!("All {n} GPUs are healthy.") };
+            // Clears by the policy's window rather than by evidence of a reset are said, once per GPU.
+            let by_time: Vec<String> = s
+                .gpus
+                .iter()
+                .filter(|g| g.findings.iter().any(|f| f.health == Health::Healthy && f.category == Category::Xid))
+                .map(|g| g.index.map_or_else(|| g.key.clone(), |i| format!("GPU {i}")))
+                .collect();
+            if !by_time.is_empty() {
+                message.push_str(&format!(
+                    " Cleared by the policy's window, not by a reset: {} (see status.verdicts).",
+                    by_time.join(", ")
+                ));
+            }
             (TRUE, reason::HEALTHY.to_string(), message)
         }
     };
@@ -222,7 +286,10 @@ fn problems<'s>(s: &'s Summary, wanted: &[Category]) -> Vec<(&'s GpuState<'s>, &
         .gpus
         .iter()
         .flat_map(|g| g.findings.iter().map(move |f| (g, f)))
-        .filter(|(_, f)| wanted.contains(&f.category) && rank(f.health) >= rank(Health::Degraded))
+        .filter(|(_, f)| {
+            let counted = wanted.contains(&f.category) || (f.memory_xid && wanted.contains(&Category::Memory));
+            counted && rank(f.health) >= rank(Health::Degraded)
+        })
         .collect();
     out.sort_by_key(|(_, f)| std::cmp::Reverse(rank(f.health)));
     out
@@ -236,7 +303,26 @@ fn xid_errors(s: &Summary) -> Raw {
     let active = problems(s, &[Category::Recovery, Category::Xid]);
     if let Some((_, first)) = active.first() {
         let items = active.iter().map(|(g, f)| format!("{}: {}", g.describe(), f.message)).collect();
-        return (TRUE, first.reason.clone(), list(items));
+        let mut message = list(items);
+        if s.kernel_log_unavailable.is_some() {
+            message.push_str(" The kernel log is unreadable: only XIDs from NVML events are seen.");
+        }
+        return (TRUE, first.reason.clone(), message);
+    }
+    if s.kernel_log_unavailable.is_some() {
+        let seen = if s.nvml_unavailable.is_some() {
+            "NVML is unavailable too, so no XID can be seen".to_string()
+        } else {
+            format!(
+                "only XIDs from NVML events are seen ({} within {window}, none above the policy's thresholds)",
+                s.recent_xid_count
+            )
+        };
+        let message = format!(
+            "The probe cannot read the kernel log{}: {seen}. Give the probe access to /dev/kmsg.",
+            because(s.kernel_log_unavailable)
+        );
+        return (UNKNOWN, reason::KERNEL_LOG_UNAVAILABLE.to_string(), message);
     }
     if s.recent_xid_count > 0 {
         // In GPU order (the verdicts' order), then by code as collected.
@@ -263,6 +349,9 @@ fn xid_errors(s: &Summary) -> Raw {
 }
 
 fn category(s: &Summary, cat: Category, ok_reason: &str, ok_message: String) -> Raw {
+    if s.nvml_unavailable.is_some() && s.inventory.is_none() {
+        return nvml_unavailable(s.nvml_unavailable);
+    }
     if s.inventory.is_none_or(|i| i.is_empty()) {
         return (UNKNOWN, reason::NO_DATA.to_string(), "The probe reports no GPU telemetry for this node.".to_string());
     }

@@ -147,5 +147,12 @@ pub(super) fn thermal(gpu: &GpuInfo, policy: &EffectivePolicy) -> Vec<Finding> {
 }
 
 fn finding(health: Health, reason: &str, message: String) -> Finding {
-    Finding { health, category: Category::Memory, reason: reason.to_string(), message, node_reboot: false }
+    Finding {
+        health,
+        category: Category::Memory,
+        reason: reason.to_string(),
+        message,
+        node_reboot: false,
+        memory_xid: false,
+    }
 }

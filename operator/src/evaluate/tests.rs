@@ -63,6 +63,7 @@ fn node(n: u32) -> EvaluationInput {
                 backend: Backend::Simulated,
                 last_report_time: Some(Time(ago("1m"))),
                 boot_id: Some(BOOT.into()),
+                unavailable_sources: None,
             }),
             gpu_count: Some(n),
             gpus: Some((0..n).map(gpu).collect()),
@@ -354,7 +355,7 @@ fn xid_45_never_escalates() {
 }
 
 #[test]
-fn reset_gpu_xids_are_unhealthy_until_the_window_passes_without_a_repeat() {
+fn reset_gpu_xids_are_unhealthy_until_a_reset_and_a_clear_by_the_window_says_it_is_policy() {
     for code in [46, 62, 64, 95, 109, 110, 119, 120, 136, 140, 143, 155, 158] {
         let mut fresh = node(1);
         record(&mut fresh, [xid(0, code, ago("23h"))]);
@@ -369,11 +370,31 @@ fn reset_gpu_xids_are_unhealthy_until_the_window_passes_without_a_repeat() {
     assert!(
         message.starts_with(
             "XID 95 ROBUST_CHANNEL_UNCONTAINED_ERROR (Uncontained memory error), once within 24h, last at \
-             2026-11-24T13:00:00Z; it is Unhealthy until the driver's recovery action returns to None or 24h pass \
-             without a repeat (2026-11-25T13:00:00Z). Drain the GPU and reset it"
+             2026-11-24T13:00:00Z; it is Unhealthy until a reset is seen (the driver's recovery action back to None, \
+             or a reboot); by policy at the latest when 24h pass without a repeat (2026-11-25T13:00:00Z)."
         ),
         "{message}"
     );
+    // NVIDIA's remedy is a reset, not time: a clear by the window alone is said to be the policy's.
+    let mut old = node(2);
+    record(&mut old, [xid(1, 95, ago("25h"))]);
+    let e = eval(&old);
+    let cleared = verdict(&e, 1);
+    assert_eq!((cleared.health, cleared.reasons.len()), (Health::Healthy, 0));
+    assert_eq!(
+        cleared.message.as_deref(),
+        Some(
+            "XID 95 last at 2026-11-24T11:00:00Z: Healthy again by the policy's 24h window, not by evidence of a \
+             reset; reset the GPU if nobody did."
+        )
+    );
+    assert_eq!(
+        cond(&e, "GPUHealthy").message,
+        "All 2 GPUs are healthy. Cleared by the policy's window, not by a reset: GPU 1 (see status.verdicts)."
+    );
+    // With evidence of a reset (the recovery action back to None after it) nothing is said.
+    record(&mut old, [xid154(1, ago("24h"), 1, 0)]);
+    assert_eq!(verdict(&eval(&old), 1).message, None);
 }
 
 #[test]
@@ -384,12 +405,23 @@ fn other_critical_buckets_act_like_reset_gpu() {
         record(&mut input, [xid(0, code, ago("1h"))]);
         assert_eq!(judged(&eval(&input), 0), (Health::Unhealthy, vec!["XidCritical"]), "XID {code}");
     }
-    // 159 CHECK_UVM and 167 (no bucket yet) act like RESTART_APP.
-    for code in [159, 167] {
+    // 167 (PCIe fatal timeout) and 169 (SEC2 halt) have no bucket yet: like 62, a reset.
+    for code in [167, 169] {
         let mut input = node(1);
         record(&mut input, [xid(0, code, ago("1h"))]);
-        assert_eq!(judged(&eval(&input), 0), healthy(), "XID {code}");
+        assert_eq!(judged(&eval(&input), 0), (Health::Unhealthy, vec!["XidCritical"]), "XID {code}");
     }
+}
+
+#[test]
+fn xid_159_follows_check_uvm_reset_if_uvm_or_vgpu_is_in_use_otherwise_ignore() {
+    let mut input = node(1);
+    record(&mut input, [xid(0, 159, ago("1h"))]);
+    let e = eval(&input);
+    assert_eq!(judged(&e, 0), (Health::Degraded, vec!["XidCheckUvm"]));
+    let message = verdict(&e, 0).message.clone().unwrap_or_default();
+    assert!(message.contains("reset the GPU if UVM or vGPU is in use on it, otherwise ignore it"), "{message}");
+    assert!(!message.contains("restart the application"), "{message}");
 }
 
 #[test]
@@ -438,14 +470,31 @@ fn xid_74_is_unhealthy_and_points_at_the_other_end_of_the_link() {
 }
 
 #[test]
-fn nvlink5_xids_degrade_without_a_decoded_subcode() {
-    for code in 144..=150 {
+fn nvlink5_lines_are_judged_by_their_fatal_or_nonfatal_token_and_150_always_needs_a_reset() {
+    let line = |code, text: &str| XidEvent { message: Some(text.into()), ..xid(0, code, ago("1h")) };
+    let mut fatal = node(1);
+    record(&mut fatal, [line(149, "NETIR_LINK_EVT Fatal XC0 i0 Link 00 (0x00000001)")]);
+    assert_eq!(judged(&eval(&fatal), 0), (Health::Unhealthy, vec!["XidNvlinkError"]));
+    // A Fatal among Nonfatal lines of the same code still decides.
+    record(&mut fatal, [line(149, "NETIR_BER_EVT Nonfatal XC0 i0 Link 02 (0x00000004)")]);
+    assert_eq!(judged(&eval(&fatal), 0).0, Health::Unhealthy);
+    let mut nonfatal = node(1);
+    record(&mut nonfatal, [line(145, "RLW_REMAP Nonfatal XC0 i1 Link 03 (0x00000100)")]);
+    assert_eq!(judged(&eval(&nonfatal), 0), healthy(), "Non-fatal: only above the rate");
+    let mut mse = node(1);
+    record(&mut mse, [line(150, "MSE_WATCHDOG XC0 (0x00000002)")]);
+    assert_eq!(judged(&eval(&mse), 0), (Health::Unhealthy, vec!["XidNvlinkError"]));
+}
+
+#[test]
+fn nvlink5_xids_degrade_without_a_severity_token() {
+    for code in 144..=149 {
         let mut input = node(1);
         record(&mut input, [xid(0, code, ago("1h"))]);
         let e = eval(&input);
         assert_eq!(judged(&e, 0), (Health::Degraded, vec!["XidNvlinkError"]), "XID {code}");
         let message = verdict(&e, 0).message.clone().unwrap_or_default();
-        assert!(message.contains("its subcode is not decoded from the log message"), "{message}");
+        assert!(message.contains("The line carries no Fatal/Nonfatal token"), "{message}");
         let mut old = node(1);
         record(&mut old, [xid(0, code, ago("25h"))]);
         assert_eq!(judged(&eval(&old), 0), healthy(), "XID {code} outside the window");
@@ -1132,4 +1181,128 @@ fn operator_status_holds_only_operator_fields() {
     assert_eq!(s.observed_generation, Some(3));
     assert_eq!(s.conditions.map(|c| c.len()), Some(5));
     assert_eq!(s.verdicts.map(|v| v.len()), Some(2));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Blind spots: a probe that reports without NVML or without the kernel log
+
+fn without(mut input: EvaluationInput, source: gpuscope_crds::gpu_node_status::DataSource) -> EvaluationInput {
+    use gpuscope_crds::gpu_node_status::UnavailableSource;
+    if let Some(p) = input.status.probe.as_mut() {
+        p.unavailable_sources
+            .get_or_insert_with(Vec::new)
+            .push(UnavailableSource { source, message: "libnvidia-ml.so.1: cannot open shared object file".into() });
+    }
+    if source == gpuscope_crds::gpu_node_status::DataSource::Nvml {
+        (input.status.gpus, input.status.gpu_count) = (None, None);
+    }
+    input
+}
+
+#[test]
+fn a_node_without_nvml_is_unknown_with_reason_nvml_unavailable_and_a_warning() {
+    let input = without(node(0), gpuscope_crds::gpu_node_status::DataSource::Nvml);
+    let e = eval(&input);
+    assert_eq!(e.health, Health::Unknown);
+    let summary = cond(&e, "GPUHealthy");
+    assert_eq!(status_reason(summary), ("Unknown", "NvmlUnavailable"));
+    assert!(
+        summary.message.starts_with("The probe cannot load NVML (libnvidia-ml.so.1: cannot open"),
+        "{}",
+        summary.message
+    );
+    assert_eq!(status_reason(cond(&e, "MemoryErrors")), ("Unknown", "NvmlUnavailable"));
+    assert_eq!(status_reason(cond(&e, "Thermal")), ("Unknown", "NvmlUnavailable"));
+    assert_eq!(e.node_condition.reason, "NvmlUnavailable");
+    let warned: Vec<(&str, bool)> =
+        e.transitions.iter().map(|t| (t.reason.as_str(), t.warning)).filter(|(r, _)| *r == "NvmlUnavailable").collect();
+    assert_eq!(warned, [("NvmlUnavailable", true); 3], "GPUHealthy, MemoryErrors and Thermal each warn once");
+    assert!(eval(&next(&input, &e)).transitions.is_empty(), "and only once");
+}
+
+#[test]
+fn kernel_log_xids_still_judge_a_gpu_when_nvml_is_unavailable() {
+    let mut input = without(node(0), gpuscope_crds::gpu_node_status::DataSource::Nvml);
+    record(&mut input, [xid(1, 79, ago("5m"))]);
+    let e = eval(&input);
+    assert_eq!(e.health, Health::Unhealthy);
+    assert_eq!(status_reason(cond(&e, "GPUHealthy")), ("False", "XidFallenOffBus"));
+}
+
+#[test]
+fn a_node_without_the_kernel_log_says_xids_come_from_nvml_events_only() {
+    let input = without(node(2), gpuscope_crds::gpu_node_status::DataSource::KernelLog);
+    let e = eval(&input);
+    assert_eq!(e.health, Health::Healthy, "NVML's own evidence still judges the GPUs");
+    let xids = cond(&e, "XIDErrors");
+    assert_eq!(status_reason(xids), ("Unknown", "KernelLogUnavailable"));
+    assert!(xids.message.contains("only XIDs from NVML events are seen"), "{}", xids.message);
+    let t: Vec<(&str, bool)> = e.transitions.iter().map(|t| (t.reason.as_str(), t.warning)).collect();
+    assert_eq!(t, [("KernelLogUnavailable", true)], "one Warning Event");
+    // An NVML-delivered XID that escalates still drives the condition, and the blind spot is said beside it.
+    let mut input = input;
+    record(&mut input, [XidEvent { source: XidSource::Nvml, ..xid(0, 95, ago("5m")) }]);
+    let e = eval(&input);
+    let xids = cond(&e, "XIDErrors");
+    assert_eq!(status_reason(xids), ("True", "XidCritical"));
+    assert!(xids.message.ends_with("The kernel log is unreadable: only XIDs from NVML events are seen."));
+    // A probe that predates `unavailableSources` lists the kernel log as an unsupported field.
+    let mut old = node(1);
+    old.status.unsupported_fields = Some(vec!["xids.kernelLog".into()]);
+    assert_eq!(cond(&eval(&old), "XIDErrors").reason, "KernelLogUnavailable");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// One ranking, conditions that agree
+
+#[test]
+fn the_summary_reason_names_the_gpu_off_the_bus_over_the_drivers_reboot_demand() {
+    let mut input = node(8);
+    // GPU 5 fell off the bus (and left NVML); the driver asks for a node reboot on GPU 3.
+    record(&mut input, [xid(5, 79, ago("10m")), xid154(3, ago("9m"), 0, 2)]);
+    input.status.gpus = Some((0..8).filter(|i| *i != 5).map(gpu).collect());
+    let e = eval(&input);
+    assert_eq!(status_reason(cond(&e, "GPUHealthy")), ("False", "XidFallenOffBus"));
+    assert_eq!(e.node_condition.reason, "XidFallenOffBus");
+    // The driver's demand alone keeps the node-level reason.
+    let mut demand = node(2);
+    record(&mut demand, [xid154(1, ago("9m"), 0, 2)]);
+    assert_eq!(cond(&eval(&demand), "GPUHealthy").reason, "RecoveryActionRequired");
+}
+
+#[test]
+fn memory_errors_counts_memory_xids_beside_the_counters() {
+    let mut input = node(2);
+    record(&mut input, [xid(1, 48, ago("1h"))]);
+    let e = eval(&input);
+    assert_eq!(status_reason(cond(&e, "GPUHealthy")), ("False", "UncorrectableEcc"));
+    assert_eq!(status_reason(cond(&e, "MemoryErrors")), ("True", "UncorrectableEcc"));
+    let mut uncontained = node(1);
+    record(&mut uncontained, [xid(0, 95, ago("1h"))]);
+    assert_eq!(status_reason(cond(&eval(&uncontained), "MemoryErrors")), ("True", "XidCritical"));
+    // An application XID is no memory evidence.
+    let mut app = node(1);
+    record(&mut app, repeated(0, 13, 6, ago("1m")));
+    assert_eq!(status_reason(cond(&eval(&app), "MemoryErrors")), ("False", "NoMemoryErrors"));
+}
+
+#[test]
+fn a_hot_gpu_that_vanishes_gives_no_back_to_normal_event() {
+    let mut input = node(2);
+    input.status.gpus = Some(vec![gpu(0), GpuInfo { temperature_celsius: Some(97), ..gpu(1) }]);
+    let hot = eval(&input);
+    assert_eq!(status_reason(cond(&hot, "Thermal")), ("True", "Overheating"));
+    let mut gone = next(&input, &hot);
+    gone.status.gpus = Some(vec![gpu(0)]);
+    let e = eval(&gone);
+    assert_eq!(judged(&e, 1), (Health::Unhealthy, vec!["GpuMissing"]));
+    let normal: Vec<&Transition> = e.transitions.iter().filter(|t| t.condition_type == "Thermal").collect();
+    assert!(normal.is_empty(), "no TemperatureNormal Event for a GPU that disappeared: {normal:?}");
+    // A GPU that really cools down does give one.
+    let mut cooled = next(&input, &hot);
+    cooled.status.gpus = Some(vec![gpu(0), gpu(1)]);
+    let e = eval(&cooled);
+    assert!(
+        e.transitions.iter().any(|t| t.condition_type == "Thermal" && t.reason == "TemperatureNormal" && !t.warning)
+    );
 }

@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 
 use gpuscope_crds::gpu_node_status::{GpuNodeStatusStatus, XidEvent, XidTotal};
+use gpuscope_crds::xid::nvlink5::{self, Nvlink5Severity};
 use jiff::Timestamp;
 
 pub(super) use gpuscope_crds::xid::rules::xid_label;
-pub use gpuscope_crds::xid::rules::{XidEffect, XidRule, xid_rule};
+pub use gpuscope_crds::xid::rules::{XidEffect, XidRule, xid_rule, xid_rule_for_line};
 
 use super::{Ctx, Identity};
 
@@ -31,6 +32,8 @@ pub(super) struct XidEvidence {
     pub newest_message: Option<(Timestamp, String)>,
     /// When `count` next changes on its own (an occurrence leaving the window).
     pub changes_at: Option<Timestamp>,
+    /// NVLink5 XIDs: the worst severity token among this boot's lines (`Fatal` over `Nonfatal`).
+    pub nvlink5: Option<Nvlink5Severity>,
 }
 
 impl XidEvidence {
@@ -98,6 +101,15 @@ pub(super) fn collect(status: &GpuNodeStatusStatus, ident: &Identity, ctx: &Ctx)
             .iter()
             .filter_map(|t| t.last_message.as_ref().map(|m| (t.last_seen.0, m.clone())))
             .chain(g.events.iter().filter_map(|e| e.message.as_ref().map(|m| (e.time.0, m.clone()))));
+        let nvlink5 = if nvlink5::is_nvlink5(code) {
+            let severities = messages.clone().filter_map(|(_, m)| nvlink5::decode(&m).severity);
+            severities.fold(None, |worst, s| match (worst, s) {
+                (Some(Nvlink5Severity::Fatal), _) | (_, Nvlink5Severity::Fatal) => Some(Nvlink5Severity::Fatal),
+                _ => Some(Nvlink5Severity::Nonfatal),
+            })
+        } else {
+            None
+        };
         // Newest first; equal times fall back to the text so the choice never depends on input order.
         let newest_message = messages.max();
         out.push(XidEvidence {
@@ -108,6 +120,7 @@ pub(super) fn collect(status: &GpuNodeStatusStatus, ident: &Identity, ctx: &Ctx)
             boot_confirmed,
             newest_message,
             changes_at: leaving.into_iter().min(),
+            nvlink5,
         });
     }
     out

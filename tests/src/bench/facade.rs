@@ -124,6 +124,7 @@ async fn one_size(n: usize, calls: usize) -> BenchResult<(FacadeReport, Running)
             backend: Backend::Simulated,
             boot_id: Some(boot_id(i)),
             pod_resources: Some(binding.status()),
+            unavailable_sources: Vec::new(),
         };
         let (client, settings) = (probe.clone(), lease(name));
         async move {
