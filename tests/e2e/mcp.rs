@@ -904,9 +904,12 @@ async fn http_guards_host_origin_token_and_body_size() -> TestResult {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("Host header is not allowed"), "{body}");
 
-    // Origin: none passes (CLI clients), the configured console passes, any other page is refused.
+    // Origin: none passes (CLI clients), the configured console passes, and so does a page on this machine (the
+    // facade listens on loopback: MCP Inspector's UI); any other page is refused.
     let (status, _, _) = post_mcp(addr, &[auth, ("Origin", CONSOLE_ORIGIN)], &init).await?;
     assert_eq!(status, 200);
+    let (status, _, body) = post_mcp(addr, &[auth, ("Origin", "http://localhost:6274")], &init).await?;
+    assert_eq!(status, 200, "a loopback page: {body}");
     let (status, _, body) = post_mcp(addr, &[auth, ("Origin", "http://evil.example")], &init).await?;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("Origin header is not allowed"), "{body}");
