@@ -2,6 +2,7 @@
 //! against the real control plane in `gpuscope_tests::ControlPlane`.
 
 mod api;
+mod conformance;
 mod demo;
 mod fleet;
 mod install;
