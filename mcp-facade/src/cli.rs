@@ -66,8 +66,9 @@ pub struct Args {
     #[arg(long, value_name = "HOST", value_delimiter = ',', env = "GPUSCOPE_MCP_ALLOWED_HOSTS")]
     pub allowed_hosts: Vec<String>,
     /// Origin values /mcp accepts (scheme://host:port, ":*" for any port), comma-separated or repeated. Requests
-    /// without an Origin header (CLI and server-side clients) always pass; by default every request that carries
-    /// one (a browser page) is refused.
+    /// without an Origin header (CLI and server-side clients) always pass. Listening on loopback, pages from this
+    /// machine (http(s)://localhost, 127.0.0.1 or [::1], any port) also pass; any other Origin (a browser page
+    /// elsewhere) is refused unless named here.
     #[arg(long, value_name = "ORIGIN", value_delimiter = ',', env = "GPUSCOPE_MCP_ALLOWED_ORIGINS")]
     pub allowed_origins: Vec<String>,
     /// Largest HTTP request body in bytes (1 KiB to 64 MiB); larger requests get 413.
@@ -202,6 +203,7 @@ pub fn settings(args: &Args, token_env: Option<String>) -> Result<Settings, Conf
                 .map(|o| o.trim().to_string())
                 .filter(|o| !o.is_empty())
                 .collect(),
+            loopback_origins: listen.is_some_and(|addr| addr.ip().is_loopback()),
             max_body_bytes: args.max_body_bytes,
             token,
         },
@@ -378,6 +380,20 @@ mod tests {
         assert_eq!(s.listen, DEFAULT_HTTP_LISTEN.parse().ok());
         assert!(s.guards.token.is_none());
         assert_eq!(s.guards.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn loopback_origins_are_accepted_only_when_listening_on_loopback() {
+        for listen in ["127.0.0.1:8080", "[::1]:8080", "127.0.0.2:9000"] {
+            let s = settings(&args(&["--transport", "http", "--listen", listen]), None).expect("settings");
+            assert!(s.guards.loopback_origins, "{listen}");
+        }
+        assert!(settings(&args(&["--transport", "http"]), None).expect("settings").guards.loopback_origins);
+        let public =
+            args(&["--transport", "http", "--listen", "0.0.0.0:8080", "--allowed-origins", "https://c.example"]);
+        let s = settings(&public, Some("0123456789abcdef-token".into())).expect("settings");
+        assert!(!s.guards.loopback_origins);
+        assert_eq!(s.guards.allowed_origins, ["https://c.example"]);
     }
 
     #[test]

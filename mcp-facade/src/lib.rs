@@ -29,6 +29,7 @@ pub mod packed;
 pub mod problems;
 pub mod prompts;
 pub mod resources;
+pub mod schema;
 pub mod server;
 pub mod snapshot;
 pub mod status_facts;

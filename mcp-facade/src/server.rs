@@ -86,6 +86,7 @@ impl Facade {
                 tool_router.remove_route(&name);
             }
         }
+        tool_router.map.values_mut().for_each(|route| crate::schema::standardize_tool(&mut route.attr));
         Facade {
             clusters: Arc::new(clusters),
             metrics,
@@ -531,6 +532,18 @@ mod tests {
         Facade::new(Clusters::new(vec![prod, lab]).expect("clusters"), metrics)
     }
 
+    /// Every string value of a `format` key anywhere in `v`.
+    fn formats_in(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => o.iter().for_each(|(k, v)| match (k.as_str(), v) {
+                ("format", Value::String(f)) => out.push(f.clone()),
+                _ => formats_in(v, out),
+            }),
+            Value::Array(a) => a.iter().for_each(|v| formats_in(v, out)),
+            _ => {}
+        }
+    }
+
     fn args(v: Value) -> serde_json::Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
     }
@@ -579,6 +592,16 @@ mod tests {
         assert!(text.as_str().is_some_and(|d| d.contains("at most 8 MiB")), "{text}");
         let explain = tools.iter().find(|t| t.name == "explain_xid").expect("explain_xid");
         assert_eq!(explain.input_schema["required"], json!(["code"]));
+        // Standard JSON Schema only: integer widths are bounds, never `format: uint32` and the like.
+        let code = &explain.input_schema["properties"]["code"];
+        assert_eq!((code["minimum"].clone(), code["format"].clone()), (json!(0), Value::Null), "{code}");
+        for t in &tools {
+            let schemas = [Some(t.input_schema.as_ref()), t.output_schema.as_deref()];
+            let mut formats = Vec::new();
+            schemas.into_iter().flatten().for_each(|s| formats_in(&Value::Object(s.clone()), &mut formats));
+            formats.retain(|f| !crate::schema::STANDARD_FORMATS.contains(&f.as_str()));
+            assert!(formats.is_empty(), "{}: non-standard formats {formats:?}", t.name);
+        }
         let prompts = client.list_all_prompts().await.expect("prompts");
         let mut names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
         names.sort_unstable();

@@ -2,7 +2,8 @@
 //! at `/mcp`, mounted next to `/healthz`, `/readyz` and `/metrics`.
 //!
 //! HTTP is stateless (no in-memory sessions, so any replica behind a Service can answer any request), validates
-//! `Host` against an allow-list and `Origin` against another (DNS-rebinding and cross-site protection), caps
+//! `Host` against an allow-list and `Origin` against another (DNS-rebinding and cross-site protection; a facade
+//! listening on loopback also accepts loopback origins, as the MCP transport spec asks), caps
 //! request bodies, optionally requires a bearer token, and answers a body that is no JSON-RPC message with a
 //! JSON-RPC error (rmcp alone answers such bodies with a plain-text 415).
 
@@ -25,6 +26,16 @@ use crate::server::Facade;
 
 /// Hosts accepted when none are configured: loopback only.
 pub const DEFAULT_ALLOWED_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+/// Origins accepted when the facade listens on loopback: pages served from this machine (MCP Inspector's UI, local
+/// web agents), any port. A loopback server refuses every other origin unless `--allowed-origins` names it.
+pub const LOOPBACK_ORIGINS: [&str; 6] = [
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "http://[::1]:*",
+    "https://localhost:*",
+    "https://127.0.0.1:*",
+    "https://[::1]:*",
+];
 /// Default cap on an HTTP request body. MCP requests are small; this leaves room for large tool arguments.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -34,8 +45,11 @@ pub struct HttpGuards {
     /// `Host` values (with or without port) accepted; empty means loopback only.
     pub allowed_hosts: Vec<String>,
     /// `Origin` values accepted (scheme://host[:port], `:*` for any port); requests without `Origin` pass, any
-    /// other `Origin` is refused.
+    /// other `Origin` is refused (but see `loopback_origins`).
     pub allowed_origins: Vec<String>,
+    /// Also accept [`LOOPBACK_ORIGINS`]: true when the facade listens on a loopback address, where a page on this
+    /// machine is as local as the server; false beyond loopback, where only `allowed_origins` pass.
+    pub loopback_origins: bool,
     /// Largest request body, bytes.
     pub max_body_bytes: usize,
     /// Required bearer token, if any.
@@ -47,6 +61,7 @@ impl Default for HttpGuards {
         HttpGuards {
             allowed_hosts: DEFAULT_ALLOWED_HOSTS.iter().map(|h| h.to_string()).collect(),
             allowed_origins: Vec::new(),
+            loopback_origins: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             token: None,
         }
@@ -63,14 +78,17 @@ pub fn mcp_router(facade: Facade, guards: &HttpGuards) -> (Router, Stop) {
     } else {
         guards.allowed_hosts.clone()
     };
+    let mut origins = guards.allowed_origins.clone();
+    if guards.loopback_origins {
+        origins.extend(LOOPBACK_ORIGINS.iter().map(|o| o.to_string()));
+    }
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
         .with_sse_keep_alive(None)
         .with_allowed_hosts(hosts)
-        .with_allowed_origins(guards.allowed_origins.clone())
-        // With an empty list this refuses every request that carries an Origin (browsers), as the MCP transport
-        // spec asks; CLI clients send none.
+        .with_allowed_origins(origins)
+        // With an empty list this refuses every request that carries an Origin (browsers); CLI clients send none.
         .enforce_origin_validation()
         .with_max_request_body_bytes(guards.max_body_bytes);
     let cancel = config.cancellation_token.clone();
@@ -197,9 +215,14 @@ mod tests {
 
     /// A raw POST /mcp: status, and the body parsed as JSON when it is JSON (else as a string).
     async fn post(addr: SocketAddr, content_type: &str, body: &str) -> (u16, Value) {
+        post_with(addr, content_type, "", body).await
+    }
+
+    /// [`post`] with extra header lines (each ending in CRLF).
+    async fn post_with(addr: SocketAddr, content_type: &str, extra: &str, body: &str) -> (u16, Value) {
         let request = format!(
             "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: {content_type}\r\nAccept: \
-             application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\n\r\n{body}",
+             application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\n{extra}Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -236,6 +259,64 @@ mod tests {
         let (status, body) = post(addr, "application/json", ping).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["result"]["structuredContent"]["explanation"]["catalog"]["code"], 79, "{body}");
+    }
+
+    /// The HTTP status of an `initialize` sent with `Origin: origin`.
+    async fn initialize_from(addr: SocketAddr, origin: &str) -> u16 {
+        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"page","version":"1"}}}"#;
+        post_with(addr, "application/json", &format!("Origin: {origin}\r\n"), init).await.0
+    }
+
+    const PAGES_ON_THIS_MACHINE: [&str; 6] = [
+        "http://localhost:6274",
+        "http://localhost",
+        "http://127.0.0.1:8765",
+        "http://[::1]:3000",
+        "https://localhost:8443",
+        "HTTP://LOCALHOST:1",
+    ];
+    const PAGES_ELSEWHERE: [&str; 5] = [
+        "http://evil.example",
+        "http://localhost.evil.example:6274",
+        "http://127.0.0.1.nip.io:8765",
+        "http://192.168.1.10:6274",
+        "null",
+    ];
+
+    #[tokio::test]
+    async fn on_loopback_pages_from_this_machine_are_accepted_and_others_refused() {
+        let addr = serve(HttpGuards::default()).await;
+        for origin in PAGES_ON_THIS_MACHINE {
+            assert_eq!(initialize_from(addr, origin).await, 200, "{origin}");
+        }
+        for origin in PAGES_ELSEWHERE {
+            assert_eq!(initialize_from(addr, origin).await, 403, "{origin}");
+        }
+        // A named origin passes too; loopback ones still do.
+        let named =
+            HttpGuards { allowed_origins: vec!["https://console.example:8443".into()], ..HttpGuards::default() };
+        let addr = serve(named).await;
+        assert_eq!(initialize_from(addr, "https://console.example:8443").await, 200);
+        assert_eq!(initialize_from(addr, "https://console.example:9443").await, 403);
+        assert_eq!(initialize_from(addr, "http://localhost:6274").await, 200);
+    }
+
+    #[tokio::test]
+    async fn beyond_loopback_only_named_origins_are_accepted() {
+        let guards = HttpGuards {
+            allowed_hosts: vec!["127.0.0.1".into()],
+            allowed_origins: vec!["https://console.example:8443".into()],
+            loopback_origins: false,
+            ..HttpGuards::default()
+        };
+        let addr = serve(guards).await;
+        assert_eq!(initialize_from(addr, "https://console.example:8443").await, 200);
+        for origin in PAGES_ON_THIS_MACHINE.iter().chain(&PAGES_ELSEWHERE) {
+            assert_eq!(initialize_from(addr, origin).await, 403, "{origin}");
+        }
+        // No Origin at all (CLI and server-side clients) still passes.
+        let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+        assert_eq!(post(addr, "application/json", ping).await.0, 200);
     }
 
     #[tokio::test]

@@ -1102,3 +1102,45 @@ fn docker_context_leaves_out_build_output_and_history() -> TestResult {
     }
     Ok(())
 }
+
+/// Every container image of a rendered install.
+fn images(docs: &[Value]) -> BTreeSet<String> {
+    workloads(docs).into_iter().flat_map(containers).filter_map(|c| c["image"].as_str().map(String::from)).collect()
+}
+
+#[test]
+fn the_example_overlay_chooses_the_kernel_log_and_one_command_points_it_at_your_registry() -> TestResult {
+    let shipped = parse_stream(&kustomize(&config("overlays/example"))?)?;
+    let expected = |registry: &str| {
+        BTreeSet::from([format!("{registry}/gpuscope-operator:0.1.0"), format!("{registry}/gpuscope-probe:0.1.0")])
+    };
+    assert_eq!(images(&shipped), expected("registry.example.com/gpuscope"));
+    let probe = find(&shipped, "DaemonSet", "gpuscope-probe")?;
+    assert_eq!(containers(probe)[0]["securityContext"]["privileged"], true, "the overlay chose kmsg-privileged");
+    assert_eq!(shipped.len(), rendered_default()?.1.len(), "everything config/default installs");
+
+    // The command the overlay's comment gives, run as written (from the repository root) on a copy of config/.
+    let text = std::fs::read_to_string(config("overlays/example/kustomization.yaml"))?;
+    let command = text
+        .lines()
+        .filter_map(|l| l.trim_start_matches('#').trim().strip_prefix("sed -i "))
+        .next()
+        .ok_or("no sed command in the overlay's comment")?;
+    let command = format!("sed -i {command}").replace("<your-registry>", "registry.internal:5000/platform");
+    let copy = tempfile::tempdir()?;
+    run_ok(Command::new("cp").arg("-r").arg(config("")).arg(copy.path()))?;
+    run_ok(Command::new("sh").args(["-c", &command]).current_dir(copy.path()))?;
+    let pointed = parse_stream(&kustomize(&copy.path().join("config/overlays/example"))?)?;
+    assert_eq!(images(&pointed), expected("registry.internal:5000/platform"), "after `{command}`");
+    Ok(())
+}
+
+#[test]
+fn the_example_overlay_passes_the_dry_run() -> TestResult {
+    let cp = ControlPlane::shared()?;
+    install_namespace(cp)?;
+    let (text, _) = for_kube_1_20(&kustomize(&config("overlays/example"))?);
+    let out = server_dry_run(cp, &text)?;
+    assert!(out.contains("daemonset.apps/gpuscope-probe"), "{out}");
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 mod api;
 mod blind;
+mod conformance;
 mod demo;
 mod fleet;
 mod install;

