@@ -10,5 +10,6 @@ mod mcp;
 mod nvml_backend;
 mod operator;
 mod probe;
+mod probe_snapshot;
 mod system;
 mod workloads;
