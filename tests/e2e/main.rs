@@ -5,6 +5,7 @@ mod api;
 mod demo;
 mod fleet;
 mod install;
+mod kubeconfig;
 mod log_analysis;
 mod mcp;
 mod nvml_backend;
