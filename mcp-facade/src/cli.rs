@@ -117,6 +117,7 @@ pub enum Command {
                   gpuscope-mcp analyze-log /var/log/kern.log\n  \
                   journalctl -k -b -1 | gpuscope-mcp analyze-log -\n  \
                   gpuscope-mcp analyze-log bundle/dmesg.txt --output json | jq .report.summary\n  \
+                  gpuscope-mcp analyze-log bundle/dmesg.txt --limit 16     # the MCP tool's bounded answer\n  \
                   gpuscope-mcp analyze-log dmesg.txt --fail-on unhealthy   # exit status 3 when a GPU needs a reset or reboot")]
     AnalyzeLog(AnalyzeLogArgs),
 }
@@ -133,6 +134,10 @@ pub struct AnalyzeLogArgs {
     /// Exit with status 3 when the log's worst verdict is this bad or worse (for scripts and CI).
     #[arg(long, value_enum, value_name = "VERDICT")]
     pub fail_on: Option<FailOn>,
+    /// Show at most N GPUs, and the other lists within the analyze_kernel_log tool's bounds (`--limit 16` gives
+    /// the tool's answer); what is left out is counted. Default: every GPU, code and line kind the log holds.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
 }
 
 /// How `analyze-log` prints its answer.
