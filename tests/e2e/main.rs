@@ -4,6 +4,7 @@
 mod api;
 mod demo;
 mod fleet;
+mod help;
 mod install;
 mod kubeconfig;
 mod log_analysis;
