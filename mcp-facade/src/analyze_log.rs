@@ -1,7 +1,8 @@
 //! `gpuscope-mcp analyze-log`: the analyze_kernel_log tool on the command line, for a file or standard input of
 //! any size. The input is streamed through the analysis, so memory does not grow with it; binary and non-UTF-8
-//! input is read line by line and never fails. `--output json` prints exactly the tool's answer for a log analysed
-//! alone.
+//! input is read line by line and never fails. Unlike the MCP tool, whose answer must stay small, it shows every
+//! GPU and code the log holds unless `--limit` bounds it; `--output json` prints the tool's answer for a log analysed
+//! alone with those limits (`--limit 16`: exactly the tool's answer).
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use gpuscope_crds::Health;
-use gpuscope_log_analysis::{AnalyzeError, AnalyzeOptions, analyze_reader, render_text};
+use gpuscope_log_analysis::{AnalyzeError, AnalyzeOptions, Limits, analyze_reader, render_text};
 
 use crate::cli::{AnalyzeLogArgs, FailOn, OutputFormat};
 use crate::tools::kernel_log;
@@ -57,29 +58,47 @@ pub fn run(args: &AnalyzeLogArgs) -> ExitCode {
 
 /// Analyse `args.file` (or standard input for `-`), write the answer to `out`, and give the worst verdict.
 pub fn analyze(args: &AnalyzeLogArgs, out: &mut impl Write) -> Result<Health, AnalyzeLogError> {
+    let limits = limits(args.limit);
     if args.file == Path::new("-") {
-        return analyze_input(io::stdin().lock(), "standard input", args.output, out);
+        return analyze_input(io::stdin().lock(), "standard input", args.output, limits, out);
     }
     let file = File::open(&args.file).map_err(|source| AnalyzeLogError::Open { path: args.file.clone(), source })?;
-    analyze_input(file, &args.file.display().to_string(), args.output, out)
+    analyze_input(file, &args.file.display().to_string(), args.output, limits, out)
 }
 
-/// Analyse `input` (named `what` in errors), write the answer to `out` as `output` says, and give the worst
-/// verdict.
+/// The report's limits for `--limit`: everything without it, else at most `n` GPUs within the tool's other bounds.
+pub fn limits(limit: Option<u32>) -> Limits {
+    match limit {
+        None => Limits::everything(),
+        Some(n) => Limits { max_gpus: usize::try_from(n).unwrap_or(usize::MAX), ..Limits::default() },
+    }
+}
+
+/// Analyse `input` (named `what` in errors) within `limits`, write the answer to `out` as `output` says, and give
+/// the worst verdict.
 pub fn analyze_input(
     input: impl Read,
     what: &str,
     output: OutputFormat,
+    limits: Limits,
     out: &mut impl Write,
 ) -> Result<Health, AnalyzeLogError> {
-    let report = analyze_reader(input, AnalyzeOptions::default()).map_err(|e| match e {
+    let options = AnalyzeOptions { limits, ..AnalyzeOptions::default() };
+    let report = analyze_reader(input, options).map_err(|e| match e {
         AnalyzeError::Io(source) => AnalyzeLogError::Read { what: what.to_string(), source },
         // analyze_reader streams and has no size limit; keep the message if that ever changes.
         other => AnalyzeLogError::Read { what: what.to_string(), source: io::Error::other(other.to_string()) },
     })?;
     let health = report.summary.health;
     match output {
-        OutputFormat::Text => out.write_all(render_text(&report).as_bytes()).map_err(AnalyzeLogError::Write)?,
+        OutputFormat::Text => {
+            out.write_all(render_text(&report).as_bytes()).map_err(AnalyzeLogError::Write)?;
+            if !report.summary.complete {
+                // Only --limit cuts a command-line report.
+                out.write_all(b"\n--limit left GPUs or codes out: run without it to see every one.\n")
+                    .map_err(AnalyzeLogError::Write)?;
+            }
+        }
         OutputFormat::Json => {
             serde_json::to_writer_pretty(&mut *out, &kernel_log::alone(report))
                 .map_err(|e| AnalyzeLogError::Write(e.into()))?;
@@ -102,14 +121,19 @@ pub fn exit_status(health: Health, fail_on: Option<FailOn>) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const LOG: &str = "[Mon Aug  5 03:54:13 2024] NVRM: GPU at PCI:0000:3b:00: GPU-5a4c2e1b-8f3e-4c1d-9e2a-0123456789ab\n\
                        [Mon Aug  5 03:54:13 2024] NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python3, GPU has \
                        fallen off the bus.\n";
 
     fn run_on(input: &[u8], output: OutputFormat) -> (Health, String) {
+        run_limited(input, output, None)
+    }
+
+    fn run_limited(input: &[u8], output: OutputFormat, limit: Option<u32>) -> (Health, String) {
         let mut out = Vec::new();
-        let health = analyze_input(input, "test.log", output, &mut out).expect("analysed");
+        let health = analyze_input(input, "test.log", output, limits(limit), &mut out).expect("analysed");
         (health, String::from_utf8(out).expect("UTF-8 output"))
     }
 
@@ -132,6 +156,58 @@ mod tests {
         assert_eq!(printed["report"]["gpus"][0]["xids"][0]["code"], 79);
     }
 
+    /// A support bundle's kernel logs from several nodes: XID 13 on each of `gpus` GPUs, each announced by its UUID
+    /// line, and an XID 79 on the last one.
+    fn bundle(gpus: u32) -> String {
+        let mut log = String::new();
+        for i in 0..gpus {
+            let bus = 0x10 + i;
+            log.push_str(&format!(
+                "[ 10.{i:06}] NVRM: GPU at PCI:0000:{bus:02x}:00: GPU-5a4c2e1b-8f3e-4c1d-9e2a-{i:012x}\n"
+            ));
+            log.push_str(&format!(
+                "[ 11.{i:06}] NVRM: Xid (PCI:0000:{bus:02x}:00): 13, pid=1, name=a, Graphics Exception\n"
+            ));
+        }
+        let last = 0x10 + gpus - 1;
+        log.push_str(&format!("[ 12.0] NVRM: Xid (PCI:0000:{last:02x}:00): 79, GPU has fallen off the bus.\n"));
+        log
+    }
+
+    #[test]
+    fn the_command_line_shows_every_gpu_of_a_big_bundle_unless_limited() {
+        let log = bundle(35);
+        let (health, text) = run_on(log.as_bytes(), OutputFormat::Text);
+        assert_eq!(health, Health::Unhealthy);
+        assert_eq!(text.matches("\nGPU 0000:").count(), 35, "{text}");
+        assert!(!text.contains("Incomplete"), "{text}");
+        assert!(
+            text.contains("GPU-5a4c2e1b-8f3e-4c1d-9e2a-000000000022 (from the log)"),
+            "the 35th GPU's UUID: {text}"
+        );
+        let (_, json) = run_on(log.as_bytes(), OutputFormat::Json);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(v["report"]["gpus"].as_array().map(Vec::len), Some(35));
+        assert_eq!((&v["report"]["summary"]["complete"], &v["report"]["notShown"]["gpus"]), (&json!(true), &json!(0)));
+
+        let (_, limited) = run_limited(log.as_bytes(), OutputFormat::Text, Some(16));
+        assert_eq!(limited.matches("\nGPU 0000:").count(), 16, "{limited}");
+        assert!(
+            limited.contains("on 19 more GPUs") && limited.ends_with("run without it to see every one.\n"),
+            "{limited}"
+        );
+        let (_, json) = run_limited(log.as_bytes(), OutputFormat::Json, Some(16));
+        let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+        // --limit 16 is exactly the MCP tool's answer, which keeps its bounds.
+        let args = kernel_log::KernelLogArgs { text: log.clone(), node_name: None, cluster: None };
+        let tool = serde_json::to_value(kernel_log::answer(None, &args).expect("tool answer")).expect("serializes");
+        assert_eq!(v, tool);
+        assert_eq!(
+            (tool["report"]["gpus"].as_array().map(Vec::len), &tool["report"]["notShown"]["gpus"]),
+            (Some(16), &json!(19))
+        );
+    }
+
     #[test]
     fn binary_and_non_utf8_input_is_analysed_not_refused() {
         let mut input: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
@@ -148,8 +224,12 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_an_error_naming_the_path() {
-        let args =
-            AnalyzeLogArgs { file: PathBuf::from("/nonexistent/kern.log"), output: OutputFormat::Text, fail_on: None };
+        let args = AnalyzeLogArgs {
+            file: PathBuf::from("/nonexistent/kern.log"),
+            output: OutputFormat::Text,
+            fail_on: None,
+            limit: None,
+        };
         let e = analyze(&args, &mut Vec::new()).expect_err("missing").to_string();
         assert!(e.starts_with("cannot open /nonexistent/kern.log: No such file or directory"), "{e}");
     }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use gpuscope_runtime::kube_config::client_config;
 use gpuscope_runtime::logging::LogArgs;
 use gpuscope_runtime::observability::{self, Listener, Readiness};
 use gpuscope_runtime::shutdown::Shutdown;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use prometheus_client::registry::Registry;
 
 use crate::auth::{BearerToken, TOKEN_ENV, TokenError};
@@ -42,6 +42,7 @@ pub enum Transport {
     // Server flags before `analyze-log` would be silently ignored: refuse them instead.
     args_conflicts_with_subcommands = true,
     after_help = "Examples:\n  gpuscope-mcp                                   # stdio, current kubeconfig context\n  \
+                  gpuscope-mcp --kubeconfig ~/.kube/lab.yaml     # that file, as kubectl --kubeconfig\n  \
                   gpuscope-mcp --context prod --context lab      # two clusters; tools take `cluster`\n  \
                   gpuscope-mcp --from-file fleet.yaml            # offline, from `kubectl get gns -o yaml`\n  \
                   gpuscope-mcp --no-cluster                      # no cluster: only the kernel-log and XID tools\n  \
@@ -79,6 +80,10 @@ pub struct Args {
     /// --transport http listens on a non-loopback address.
     #[arg(long, value_name = "FILE", env = "GPUSCOPE_MCP_BEARER_TOKEN_FILE")]
     pub bearer_token_file: Option<PathBuf>,
+    /// Path of the kubeconfig file, as kubectl's --kubeconfig (default: $KUBECONFIG, else ~/.kube/config, else the
+    /// in-cluster service account).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["from_files", "no_cluster"])]
+    pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to serve; repeat for several clusters, each with its own cache (tools take `cluster`,
     /// default the first). Default: the current context, or the in-cluster service account.
     #[arg(long = "context", value_name = "CONTEXT")]
@@ -113,6 +118,7 @@ pub enum Command {
                   gpuscope-mcp analyze-log /var/log/kern.log\n  \
                   journalctl -k -b -1 | gpuscope-mcp analyze-log -\n  \
                   gpuscope-mcp analyze-log bundle/dmesg.txt --output json | jq .report.summary\n  \
+                  gpuscope-mcp analyze-log bundle/dmesg.txt --limit 16     # the MCP tool's bounded answer\n  \
                   gpuscope-mcp analyze-log dmesg.txt --fail-on unhealthy   # exit status 3 when a GPU needs a reset or reboot")]
     AnalyzeLog(AnalyzeLogArgs),
 }
@@ -129,6 +135,10 @@ pub struct AnalyzeLogArgs {
     /// Exit with status 3 when the log's worst verdict is this bad or worse (for scripts and CI).
     #[arg(long, value_enum, value_name = "VERDICT")]
     pub fail_on: Option<FailOn>,
+    /// Show at most N GPUs, and the other lists within the analyze_kernel_log tool's bounds (`--limit 16` gives
+    /// the tool's answer); what is left out is counted. Default: every GPU, code and line kind the log holds.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
 }
 
 /// How `analyze-log` prints its answer.
@@ -211,24 +221,19 @@ pub fn settings(args: &Args, token_env: Option<String>) -> Result<Settings, Conf
 }
 
 async fn live_clusters(args: &Args, metrics: &Metrics) -> anyhow::Result<Vec<ClusterCache>> {
+    let kubeconfig = args.kubeconfig.as_deref();
     if args.contexts.is_empty() {
-        let config = kube::Config::infer().await.context(
-            "no Kubernetes configuration (kubeconfig or in-cluster); pass --from-file for exported objects, or \
-             --no-cluster to serve only analyze_kernel_log and explain_xid",
+        let (config, context) = client_config(kubeconfig, None).await.context(
+            "pass --kubeconfig PATH, --from-file for exported objects, or --no-cluster to serve only \
+             analyze_kernel_log and explain_xid",
         )?;
         let client = kube::Client::try_from(config).context("cannot build a Kubernetes client")?;
-        let name = args
-            .cluster_name
-            .clone()
-            .or_else(|| Kubeconfig::read().ok().and_then(|k| k.current_context))
-            .unwrap_or_else(|| "in-cluster".to_string());
+        let name = args.cluster_name.clone().or(context).unwrap_or_else(|| "in-cluster".to_string());
         return Ok(vec![ClusterCache::watch(&name, &client, metrics)]);
     }
     let mut caches = Vec::new();
     for context in &args.contexts {
-        let options = KubeConfigOptions { context: Some(context.clone()), ..Default::default() };
-        let config =
-            kube::Config::from_kubeconfig(&options).await.with_context(|| format!("kubeconfig context {context}"))?;
+        let (config, _) = client_config(kubeconfig, Some(context)).await?;
         let client = kube::Client::try_from(config).with_context(|| format!("client for context {context}"))?;
         caches.push(ClusterCache::watch(context, &client, metrics));
     }

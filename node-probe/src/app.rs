@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use gpuscope_crds::gpu_node_status::Backend;
+use gpuscope_runtime::kube_config::KubeconfigArgs;
 use gpuscope_runtime::logging::LogArgs;
 use gpuscope_runtime::observability::{self, Listener, Readiness};
 use gpuscope_runtime::shutdown::Shutdown;
@@ -89,6 +90,9 @@ pub struct Args {
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8081", env = "GPUSCOPE_LISTEN")]
     pub listen: SocketAddr,
+    /// Which cluster: --kubeconfig and --context, as kubectl's.
+    #[command(flatten)]
+    pub kube: KubeconfigArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -154,9 +158,8 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     if boot_id.is_none() {
         tracing::warn!(path = %args.boot_id_file.display(), "no boot id: reboots cannot be told apart");
     }
-    let Some(client) = shutdown.unless(kube::Client::try_default()).await else { return stopped_early() };
-    let client = client
-        .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}"))?;
+    let Some(client) = shutdown.unless(args.kube.client()).await else { return stopped_early() };
+    let client = client?;
 
     let metrics = ProbeMetrics::default();
     let mut registry = Registry::default();

@@ -297,6 +297,22 @@ mod tests {
     }
 
     #[test]
+    fn an_xid_whose_pid_is_no_number_is_still_an_xid() {
+        let mut i = interp();
+        for (seq, line) in [
+            "NVRM: Xid (PCI:0000:3b:00): 79, pid='N/A', name=python3, GPU has fallen off the bus.",
+            "NVRM: Xid (PCI:0000:3b:00): 79, pid=, name='python3', GPU has fallen off the bus.",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let obs = i.interpret(record(seq as u64 + 1, 0, line));
+            let [Observation::Xid(x)] = obs.as_slice() else { panic!("{line}: expected one XID, got {obs:?}") };
+            assert_eq!((x.code, x.pid, x.process_name.as_deref()), (79, None, Some("python3")), "{line}");
+        }
+    }
+
+    #[test]
     fn xid_154_also_reports_the_recovery_action() {
         let mut i = interp();
         let obs = i.interpret(record(

@@ -9,5 +9,6 @@ pub mod metrics;
 pub mod pod_resources;
 pub mod publisher;
 pub mod report;
+pub mod snapshot;
 pub mod spool;
 pub mod xid_ledger;

@@ -9,6 +9,7 @@ use clap::Parser;
 use futures::StreamExt as _;
 use gpuscope_crds::GpuNodeStatus;
 use gpuscope_crds::policy::EffectivePolicy;
+use gpuscope_runtime::kube_config::KubeconfigArgs;
 use gpuscope_runtime::logging::LogArgs;
 use gpuscope_runtime::observability::{self, Listener, Readiness};
 use gpuscope_runtime::shutdown::Shutdown;
@@ -48,6 +49,9 @@ pub struct Args {
     /// Address for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080", env = "GPUSCOPE_LISTEN")]
     pub listen: SocketAddr,
+    /// Which cluster: --kubeconfig and --context, as kubectl's.
+    #[command(flatten)]
+    pub kube: KubeconfigArgs,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -59,9 +63,8 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Run the operator until `shutdown` (SIGTERM/SIGINT) is requested; a request at any phase, startup included, ends
 /// in a clean return (exit 0), with the leader Lease released when it was held.
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let Some(client) = shutdown.unless(kube::Client::try_default()).await else { return stopped_early() };
-    let client = client
-        .map_err(|e| anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}"))?;
+    let Some(client) = shutdown.unless(args.kube.client()).await else { return stopped_early() };
+    let client = client?;
     let metrics = OperatorMetrics::default();
     let mut registry = Registry::default();
     metrics.register(&mut registry);

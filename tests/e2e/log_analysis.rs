@@ -566,3 +566,40 @@ async fn a_live_cluster_names_the_gpu_of_the_log_and_already_knows_its_xid() -> 
     let _ = api.delete(&name, &DeleteParams::default()).await;
     Ok(())
 }
+
+#[test]
+fn cli_shows_every_gpu_of_a_support_bundle_and_limit_bounds_it() -> TestResult {
+    // Kernel logs of five 8-GPU nodes concatenated, as a support bundle holds them: 40 GPUs with an XID each.
+    let mut bundle = String::new();
+    for node in 0..5u32 {
+        for gpu in 0..8u32 {
+            let domain = node + 1;
+            let bus = 0x10 + gpu;
+            bundle.push_str(&format!(
+                "[ 11.{gpu:06}] NVRM: Xid (PCI:{domain:04x}:{bus:02x}:00): 13, pid='N/A', name=python3, Graphics Exception\n"
+            ));
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("bundle-dmesg.txt");
+    std::fs::write(&file, &bundle)?;
+    let path = file.to_str().ok_or("path")?;
+
+    let all = analyze_log_json(&file)?;
+    assert_eq!(all["report"]["gpus"].as_array().map(Vec::len), Some(40), "{all}");
+    assert_eq!(all["report"]["summary"]["complete"], true);
+    let text = String::from_utf8(analyze_log(&[path], None)?.stdout)?;
+    assert_eq!(text.matches("\nGPU 0").count(), 40, "{text}");
+
+    let out = analyze_log(&[path, "--output", "json", "--limit", "16"], None)?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bounded: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(bounded["report"]["gpus"].as_array().map(Vec::len), Some(16));
+    assert_eq!(
+        (&bounded["report"]["notShown"]["gpus"], &bounded["report"]["notShown"]["xidLines"]),
+        (&json!(24), &json!(24))
+    );
+    let refused = analyze_log(&[path, "--limit", "0"], None)?;
+    assert_eq!(refused.status.code(), Some(2), "a limit of 0 is a usage error");
+    Ok(())
+}

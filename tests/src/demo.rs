@@ -28,11 +28,19 @@ pub const FLEET: [(&str, &str); 5] = [
     ("gpu-h100-b", "xid79-h100.yaml"),
     ("gpu-a100-c", "ecc-rising-a100.yaml"),
     ("gpu-a100-mig-d", "mig-a100.yaml"),
-    (FAILED_NODE, "healthy-8x-h100.yaml"),
+    (FAILED_NODE, "healthy-8x-h100-2.yaml"),
 ];
 
 /// The node whose kernel log reports an uncorrectable memory error as soon as the demo starts.
 pub const FAILED_NODE: &str = "gpu-h100-e";
+
+/// The driver's own words on [`FAILED_NODE`], through the kernel-log path: GPU 2 (0000:3a:00) hits a double-bit ECC
+/// error.
+pub const FAILED_NODE_KERNEL_LINES: [&str; 2] = [
+    "NVRM: GPU at PCI:0000:3a:00: GPU-877994af-ff2f-4504-98e0-0e8c64beb012",
+    "NVRM: Xid (PCI:0000:3a:00): 48, pid=91533, name=pt_main_thread, An uncorrectable double bit error (DBE) has been \
+     detected on GPU in the framebuffer at partition 6, subpartition 0.",
+];
 
 /// How long a component gets to stop after SIGTERM before it is killed. The probe's last write and spool save
 /// take well under a second against a live API server; more than this means it is stuck.
@@ -150,15 +158,7 @@ impl Demo {
             let probe = probe(&demo.control_plane, demo.scratch.path(), node, scenario)?;
             demo.processes.push(probe);
         }
-        // The driver's own words, through the kernel-log path: GPU 2 (0000:3a:00) hits a double-bit ECC error.
-        inject_kernel_lines(
-            &demo.scratch.path().join(FAILED_NODE).join("kmsg"),
-            &[
-                "NVRM: GPU at PCI:0000:3a:00: GPU-c25e0f49-7a1b-4d63-8e0c-5f9a2d4b7e31",
-                "NVRM: Xid (PCI:0000:3a:00): 48, pid=91533, name=pt_main_thread, An uncorrectable double bit error (DBE) \
-             has been detected on GPU in the framebuffer at partition 6, subpartition 0.",
-            ],
-        )?;
+        inject_kernel_lines(&demo.scratch.path().join(FAILED_NODE).join("kmsg"), &FAILED_NODE_KERNEL_LINES)?;
         stop.check()?;
         step("starting the operator");
         let mut op = Command::new(workspace_binary("gpuscope-operator")?);
@@ -313,4 +313,48 @@ pub fn client_instructions(mcp_url: &str, kubeconfig: &Path, mcp_binary: &Path) 
   kubectl:         KUBECONFIG={kubeconfig} kubectl get gns
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use gpuscope_probe::backend::Scenario;
+
+    use super::*;
+
+    fn fleet() -> Vec<(&'static str, Scenario)> {
+        FLEET
+            .iter()
+            .map(|(node, file)| {
+                let path = workspace_root().join("node-probe/scenarios").join(file);
+                (*node, Scenario::load(&path).unwrap_or_else(|e| panic!("{e}")))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_gpu_of_the_demo_fleet_has_its_own_uuid_and_serial() {
+        let (mut uuids, mut serials) = (BTreeMap::new(), BTreeMap::new());
+        for (node, scenario) in fleet() {
+            for gpu in &scenario.gpus {
+                if let Some(other) = uuids.insert(gpu.uuid.clone(), node) {
+                    panic!("{} is on {other} and {node}", gpu.uuid);
+                }
+                if let Some(serial) = &gpu.serial
+                    && let Some(other) = serials.insert(serial.clone(), node)
+                {
+                    panic!("serial {serial} is on {other} and {node}");
+                }
+            }
+        }
+        assert_eq!(uuids.len(), 40);
+    }
+
+    #[test]
+    fn the_failed_nodes_kernel_log_names_its_own_gpu() {
+        let (_, scenario) = fleet().into_iter().find(|(node, _)| *node == FAILED_NODE).expect("in the fleet");
+        let gpu = scenario.gpus.iter().find(|g| g.pci_bus_id.as_deref() == Some("0000:3a:00.0")).expect("GPU 2");
+        assert!(FAILED_NODE_KERNEL_LINES[0].ends_with(&gpu.uuid), "{} vs {}", FAILED_NODE_KERNEL_LINES[0], gpu.uuid);
+    }
 }

@@ -5,6 +5,7 @@
 //! `GpuNodeStatus` compiles no HTTP server, no CLI parser and no tokio runtime.
 
 pub mod backoff;
+pub mod kube_config;
 pub mod logging;
 pub mod observability;
 pub mod shutdown;

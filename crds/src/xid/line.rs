@@ -14,7 +14,11 @@
 //! NVRM: Xid (PCI:0000:10:1c): 63, pid=1896, Row Remapper: New row marked for remapping, reset gpu to activate.
 //! NVRM: Xid (PCI:0000:2b:00): 79, GPU has fallen off the bus.
 //! NVRM: Xid (0000:03:00): 14, Channel 00000001
+//! NVRM: Xid (PCI:0000:3b:00): 31, pid='N/A', name="python3", MMU Fault: ...
 //! ```
+//!
+//! A pid that is no number (`'N/A'`, empty, anything a log shipper wrote) and a placeholder name are dropped, not
+//! errors: the line still counts as the XID it is.
 
 use std::fmt;
 
@@ -82,9 +86,11 @@ pub struct XidLine {
     pub compute_instance: Option<u32>,
     /// The XID code; any value up to [`MAX_XID_CODE`] (the catalog decides what it means).
     pub code: u32,
-    /// The process the driver blamed; `None` for `'<unknown>'` or when the line has no `pid=`.
+    /// The process the driver blamed; `None` when the line has no `pid=` or its value is no number (`'<unknown>'`,
+    /// `'N/A'`, empty).
     pub pid: Option<u32>,
-    /// That process's name; `None` for `<unknown>` or when the line has no `name=`.
+    /// That process's name, without quotes around it; `None` for a placeholder (`<unknown>`, `N/A`, empty) or when
+    /// the line has no `name=`.
     pub process_name: Option<String>,
     /// The text after code, pid and name, trimmed and otherwise verbatim (XIDs 144–150 and 154 carry data here).
     pub message: String,
@@ -96,7 +102,8 @@ impl XidLine {
     /// The line as the driver prints it (canonical form: unknown pid and name as `'<unknown>'`/`<unknown>`).
     ///
     /// Parsing it gives back the same value, except for a function other than 0 (the driver omits it), a name
-    /// that contains `", "` or is `<unknown>`, or surrounding whitespace in the name or message.
+    /// that contains `", "`, is quoted or is a placeholder (`<unknown>`, `N/A`, `-`, ...), or surrounding whitespace
+    /// in the name or message.
     pub fn to_kernel_text(&self) -> String {
         self.to_string()
     }
@@ -201,9 +208,6 @@ pub enum XidLineErrorReason {
     /// Something other than `GPU-I:`/`GPU-CI:` after the PCI address.
     #[error("unknown attribution {0:?} after the PCI address")]
     UnknownAttribution(String),
-    /// `pid=` is neither a number nor `<unknown>`.
-    #[error("pid {0:?} is neither a number nor <unknown>")]
-    BadPid(String),
     /// The UUID is not `GPU-` and 8-4-4-4-12 hex digits.
     #[error("{0:?} is not a GPU UUID (GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")]
     BadUuid(String),
@@ -309,23 +313,21 @@ fn parse_xid(after: &str) -> Result<XidLine, XidLineErrorReason> {
     }
     let (code, fields) = code_after_colon(rest, MAX_XID_CODE)?;
 
-    // The driver prints `pid=%s, name=%s, <message>`; either field may be absent on some paths and drivers.
+    // The driver prints `pid=%s, name=%s, <message>`; either field may be absent on some paths and drivers, and
+    // log shippers and other drivers write their own placeholders (`pid='N/A'`, `pid=`, quoted names). The code is
+    // what matters: a pid or name that cannot be read is dropped, never a reason to miss the XID.
     let mut fields = fields.trim_start();
     let mut pid = None;
     if let Some(value) = fields.strip_prefix("pid=") {
-        // A pid never contains a comma; the message after it may.
-        let (raw, rest) = value.split_once(',').unwrap_or((value, ""));
-        pid = parse_pid(raw.trim())?;
+        let (raw, rest) = pid_token(value);
+        pid = parse_pid(raw);
         fields = rest.trim_start();
+        fields = fields.strip_prefix(',').unwrap_or(fields).trim_start();
     }
     let mut process_name = None;
     if let Some(value) = fields.strip_prefix("name=") {
-        // A process name (at most 15 characters) ends at the first ", "; a name containing one cannot be told apart.
-        let (raw, rest) = value.split_once(", ").unwrap_or((value.trim_end().trim_end_matches(','), ""));
-        let raw = raw.trim();
-        if !raw.is_empty() && raw != UNKNOWN && raw != "'<unknown>'" {
-            process_name = Some(raw.to_string());
-        }
+        let (raw, rest) = name_token(value);
+        process_name = process_name_of(raw);
         fields = rest;
     }
     let message = fields.trim().to_string();
@@ -413,13 +415,61 @@ fn code_after_colon(rest: &str, max: u32) -> Result<(u32, &str), XidLineErrorRea
     Ok((code, tail.strip_prefix(',').unwrap_or(tail)))
 }
 
-/// `1234`, `'1234'` → the pid; `'<unknown>'`, `<unknown>` → `None`.
-fn parse_pid(raw: &str) -> Result<Option<u32>, XidLineErrorReason> {
-    let unquoted = raw.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')).unwrap_or(raw);
-    if unquoted == UNKNOWN {
-        return Ok(None);
+/// The quote characters a driver or a log shipper may put around a pid or a name.
+const QUOTES: [char; 2] = ['\'', '"'];
+
+/// How placeholders for "no process" are spelled, besides an empty value: the driver's `<unknown>` and what log
+/// shippers and other tools write (compared without case).
+const NO_PROCESS: [&str; 5] = [UNKNOWN, "n/a", "(null)", "null", "-"];
+
+/// `value` → (the pid's token, the rest after it): a quoted token ends at its closing quote, any other at the first
+/// comma (a pid never contains one; the message after it may) or where `name=` follows without one.
+fn pid_token(value: &str) -> (&str, &str) {
+    if let Some((inside, rest)) = quoted(value) {
+        return (inside, rest);
     }
-    decimal(unquoted).map(Some).ok_or_else(|| XidLineErrorReason::BadPid(quote(raw)))
+    let end = value.find(',').unwrap_or(value.len());
+    let end = value.get(..end).and_then(|v| v.find(" name=")).unwrap_or(end);
+    (value.get(..end).unwrap_or(value), value.get(end..).unwrap_or_default())
+}
+
+/// `value` → (the name's token, the message after it). A quoted name ends at its closing quote when a comma or the
+/// end of the line follows; any other name (at most 15 characters from the kernel) ends at the first `", "`, so an
+/// unquoted name containing one cannot be told apart.
+fn name_token(value: &str) -> (&str, &str) {
+    if let Some((inside, rest)) = quoted(value) {
+        let rest = rest.trim_start();
+        if rest.is_empty() || rest.starts_with(',') {
+            return (inside, rest.strip_prefix(',').unwrap_or(rest));
+        }
+    }
+    value.split_once(", ").unwrap_or((value.trim_end().trim_end_matches(','), ""))
+}
+
+/// `'inside' rest` or `"inside" rest` → (`inside`, `rest`); `None` when `value` opens no quote or never closes it.
+fn quoted(value: &str) -> Option<(&str, &str)> {
+    let quote = value.chars().next().filter(|c| QUOTES.contains(c))?;
+    let body = value.get(quote.len_utf8()..)?;
+    let end = body.find(quote)?;
+    Some((body.get(..end)?, body.get(end + quote.len_utf8()..)?))
+}
+
+/// `value` without one pair of matching quotes around it, and trimmed.
+fn unquoted(value: &str) -> &str {
+    let value = value.trim();
+    QUOTES.iter().find_map(|&q| value.strip_prefix(q).and_then(|v| v.strip_suffix(q))).unwrap_or(value).trim()
+}
+
+/// A pid token (`1234`, `'1234'`) → the pid; anything else (`'<unknown>'`, `N/A`, empty, garbage) → `None`.
+fn parse_pid(raw: &str) -> Option<u32> {
+    decimal(unquoted(raw))
+}
+
+/// A name token → the process name; a placeholder ([`NO_PROCESS`]) or nothing → `None`.
+pub fn process_name_of(raw: &str) -> Option<String> {
+    let name = unquoted(raw);
+    let placeholder = name.is_empty() || NO_PROCESS.iter().any(|p| name.eq_ignore_ascii_case(p));
+    (!placeholder).then(|| name.to_string())
 }
 
 /// A MIG instance id (`%02u` in the driver).
@@ -815,11 +865,57 @@ mod tests {
             BadInstanceId { which: "GPU-CI", found: "-1".into() }
         );
         assert_eq!(reason("NVRM: Xid (PCI:0000:3b:00 MIG:1): 31, m"), UnknownAttribution("MIG:1".into()));
-        assert_eq!(reason("NVRM: Xid (PCI:0000:3b:00): 31, pid=abc, name=x, m"), BadPid("abc".into()));
-        assert_eq!(reason("NVRM: Xid (PCI:0000:3b:00): 31, pid=-5, name=x, m"), BadPid("-5".into()));
-        assert_eq!(reason("NVRM: Xid (PCI:0000:3b:00): 31, pid=4294967296, m"), BadPid("4294967296".into()));
-        assert_eq!(reason("NVRM: Xid (PCI:0000:3b:00): 31, pid=, name=x, m"), BadPid("".into()));
+    }
+
+    #[test]
+    fn a_pid_that_is_no_number_is_dropped_and_the_xid_still_counts() {
+        for (line, name, message) in [
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid='N/A', name=python3, MMU Fault", Some("python3"), "MMU Fault"),
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid=N/A, name=python3, MMU Fault", Some("python3"), "MMU Fault"),
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid=\"N/A\", name=x, m", Some("x"), "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid=abc, name=x, m", Some("x"), "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid=-5, name=x, m", Some("x"), "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid=4294967296, m", None, "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid=, name=x, m", Some("x"), "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid='', name=x, m", Some("x"), "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid=<unknown>, name=<unknown>, m", None, "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid='<unknown process>', name=x, m", Some("x"), "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid='N/A' name=x, m", Some("x"), "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid=N/A name=x, m", Some("x"), "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 31, pid=N/A", None, ""),
+        ] {
+            let x = xid(line);
+            assert_eq!(
+                (x.code, x.pid, x.process_name.as_deref(), x.message.as_str()),
+                (31, None, name, message),
+                "{line}"
+            );
+        }
         assert_eq!(xid("NVRM: Xid (PCI:0000:3b:00): 31, pid=4294967295, m").pid, Some(u32::MAX));
+        assert_eq!(xid("NVRM: Xid (PCI:0000:3b:00): 31, pid=\"77\", name=x, m").pid, Some(77));
+        assert_eq!(xid("NVRM: Xid (PCI:0000:3b:00): 31, pid=' 77 ', name=x, m").pid, Some(77));
+    }
+
+    #[test]
+    fn names_lose_their_quotes_and_placeholders_are_no_name() {
+        for (line, name, message) in [
+            ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name='python3', m", Some("python3"), "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name=\"my app\", m", Some("my app"), "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name='a, b', m, n", Some("a, b"), "m, n"),
+            ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name='x'", Some("x"), ""),
+            ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name=N/A, m", None, "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name='N/A', m", None, "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name=, m", None, "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name='', m", None, "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name=(null), m", None, "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name=\"<unknown>\", m", None, "m"),
+            // A quote that does not end the name is part of it.
+            ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name='x' y, m", Some("'x' y"), "m"),
+            ("NVRM: Xid (PCI:0000:3b:00): 13, pid=1, name=it's, m", Some("it's"), "m"),
+        ] {
+            let x = xid(line);
+            assert_eq!((x.pid, x.process_name.as_deref(), x.message.as_str()), (Some(1), name, message), "{line}");
+        }
     }
 
     #[test]
@@ -952,7 +1048,7 @@ mod tests {
             proptest::option::of(0u32..200),
             prop_oneof![4 => 1u32..=999, 1 => Just(154u32)],
             proptest::option::of(any::<u32>()),
-            proptest::option::of("[A-Za-z0-9_./:-]([A-Za-z0-9_./: -]{0,13}[A-Za-z0-9_./:-])?"),
+            proptest::option::of(process_name()),
             message(),
         )
             .prop_map(|(pci_bus_id, gpu_instance, compute_instance, code, pid, process_name, message)| {
@@ -968,6 +1064,55 @@ mod tests {
                     recovery_action,
                 }
             })
+    }
+
+    /// A process name as the kernel prints it (at most 15 characters, no `", "`), never a placeholder.
+    fn process_name() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_./:-]([A-Za-z0-9_./: -]{0,13}[A-Za-z0-9_./:-])?"
+            .prop_filter("a placeholder is no name", |n| process_name_of(n).as_deref() == Some(n.as_str()))
+    }
+
+    /// `s` in no quotes, single or double quotes.
+    fn in_quotes(s: String) -> impl Strategy<Value = String> {
+        prop_oneof![Just(""), Just("'"), Just("\"")].prop_map(move |q| format!("{q}{s}{q}"))
+    }
+
+    /// A `pid=` value a driver or a log shipper may write, and the pid it stands for.
+    fn pid_field() -> impl Strategy<Value = (String, Option<u32>)> {
+        let placeholders = ["N/A", "n/a", "<unknown>", "", "-", "?", "null", "(null)", "unknown", "none", "NaN"];
+        let bare = prop_oneof![
+            4 => any::<u32>().prop_map(|n| (n.to_string(), Some(n))),
+            2 => proptest::sample::select(placeholders.to_vec()).prop_map(|p| (p.to_string(), None)),
+            1 => proptest::sample::select(vec!["-1", "+5", "0x1f", "4294967296", "12a", "1.5"])
+                .prop_map(|p| (p.to_string(), None)),
+            2 => "[A-Za-z0-9/<>?_.+-]{0,12}".prop_map(|p| {
+                let pid = decimal(&p);
+                (p, pid)
+            }),
+        ];
+        let spaced = "[A-Za-z0-9/<>?_., -]{0,16}".prop_map(|p| {
+            let pid = decimal(p.trim());
+            (p, pid)
+        });
+        prop_oneof![
+            3 => bare.prop_flat_map(|(token, pid)| in_quotes(token).prop_map(move |t| (t, pid))),
+            // Spaces and commas only inside quotes.
+            1 => (spaced, prop_oneof![Just('\''), Just('"')])
+                .prop_map(|((token, pid), q)| (format!("{q}{token}{q}"), pid)),
+        ]
+    }
+
+    /// A `name=` value a driver or a log shipper may write, and the name it stands for.
+    fn name_field() -> impl Strategy<Value = (String, Option<String>)> {
+        let placeholders = ["<unknown>", "N/A", "n/a", "", "(null)", "null", "-"];
+        prop_oneof![
+            3 => process_name().prop_flat_map(|n| in_quotes(n.clone()).prop_map(move |t| (t, Some(n.clone())))),
+            2 => proptest::sample::select(placeholders.to_vec())
+                .prop_flat_map(|p| in_quotes(p.to_string()).prop_map(|t| (t, None))),
+            // A quoted name may contain what an unquoted one cannot: `", "`.
+            1 => ("[A-Za-z0-9_.-]{1,6}, [A-Za-z0-9_.-]{1,6}", prop_oneof![Just('\''), Just('"')])
+                .prop_map(|(n, q)| (format!("{q}{n}{q}"), Some(n))),
+        ]
     }
 
     fn kmsg_prefix() -> impl Strategy<Value = String> {
@@ -993,6 +1138,31 @@ mod tests {
             let parsed = crate::kmsg::parse_record(record.as_bytes()).unwrap();
             prop_assert_eq!(parsed.sequence, seq);
             prop_assert_eq!(parse_kernel_message(&parsed.message), Ok(Some(KernelEvent::Xid(line))));
+        }
+
+        #[test]
+        fn any_pid_and_name_token_still_counts_the_xid(
+            pci_bus_id in pci_id(),
+            code in 0u32..=MAX_XID_CODE,
+            pid in proptest::option::of(pid_field()),
+            name in proptest::option::of(name_field()),
+            message in message(),
+            prefix in kmsg_prefix(),
+        ) {
+            let p = &pci_bus_id;
+            let mut fields = vec![format!("{prefix}NVRM: Xid (PCI:{:04x}:{:02x}:{:02x}): {code}", p.domain, p.bus, p.device)];
+            fields.extend(pid.as_ref().map(|(token, _)| format!("pid={token}")));
+            fields.extend(name.as_ref().map(|(token, _)| format!("name={token}")));
+            fields.extend(Some(message.clone()).filter(|m| !m.is_empty()));
+            let line = fields.join(", ");
+            let x = match parse_kernel_message(&line) {
+                Ok(Some(KernelEvent::Xid(x))) => x,
+                other => return Err(TestCaseError::fail(format!("{line:?}: not an XID: {other:?}"))),
+            };
+            prop_assert_eq!((x.pci_bus_id, x.code), (pci_bus_id, code), "{}", line);
+            prop_assert_eq!(x.pid, pid.and_then(|(_, pid)| pid), "{}", line);
+            prop_assert_eq!(x.process_name, name.and_then(|(_, name)| name), "{}", line);
+            prop_assert_eq!(x.message, message, "{}", line);
         }
 
         #[test]

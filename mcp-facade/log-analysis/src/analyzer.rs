@@ -29,7 +29,7 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// The most text held back while waiting for a line's continuation.
 const MAX_PENDING_BYTES: usize = 4 * 1024;
 
-/// The most PCI → UUID pairs kept from the log's `GPU at` lines.
+/// The most PCI → UUID pairs kept from the log's `GPU at` lines (more when the report may show more GPUs).
 const MAX_LOG_UUIDS: usize = 256;
 
 /// The most GPUs not shown that are told apart when counting them.
@@ -58,6 +58,24 @@ pub struct Limits {
     pub max_samples: usize,
     /// Characters kept of a message or quoted line.
     pub max_text_chars: usize,
+}
+
+impl Limits {
+    /// Every GPU, code, MIG instance, SXid and companion the log holds: for a person reading the report (the
+    /// command line's default), where leaving GPUs out would hide the one that matters. Only the quoted examples of
+    /// not-understood lines stay a sample (every such line is still counted), so a log of garbage cannot fill
+    /// memory with copies of itself; memory grows with the GPUs and codes in the log, not with its size.
+    pub fn everything() -> Limits {
+        Limits {
+            max_gpus: usize::MAX,
+            max_codes_per_gpu: usize::MAX,
+            max_mig_instances: usize::MAX,
+            max_sxids: usize::MAX,
+            max_companions: usize::MAX,
+            max_samples: 100,
+            ..Limits::default()
+        }
+    }
 }
 
 impl Default for Limits {
@@ -477,7 +495,9 @@ impl LogAnalyzer {
         match parse_kernel_message(text) {
             Ok(Some(KernelEvent::Xid(x))) => self.xid(x, time, line_no),
             Ok(Some(KernelEvent::GpuUuid { pci_bus_id, uuid })) => {
-                if self.log_uuids.len() < MAX_LOG_UUIDS || self.log_uuids.contains_key(&pci_bus_id) {
+                // Enough room for every GPU the report may show.
+                let room = MAX_LOG_UUIDS.max(self.options.limits.max_gpus);
+                if self.log_uuids.len() < room || self.log_uuids.contains_key(&pci_bus_id) {
                     self.log_uuids.insert(pci_bus_id, uuid);
                 }
             }

@@ -7,7 +7,7 @@ use super::*;
 use gpuscope_crds::health::Health;
 use gpuscope_crds::pci::PciBusId;
 use gpuscope_crds::xid::RecoveryAction;
-use gpuscope_crds::xid::line::{KernelEvent, XidLine, parse_kernel_message};
+use gpuscope_crds::xid::line::{KernelEvent, XidLine, parse_kernel_message, process_name_of};
 use gpuscope_crds::xid::rules::GpuAction;
 
 fn pci(s: &str) -> PciBusId {
@@ -325,7 +325,10 @@ fn xid_line() -> impl Strategy<Value = XidLine> {
         proptest::option::of((0u32..100, proptest::option::of(0u32..100))),
         prop_oneof![4 => 0u32..=200, 1 => Just(154u32), 1 => 0u32..=9999],
         proptest::option::of(any::<u32>()),
-        proptest::option::of("[A-Za-z0-9_./:-]([A-Za-z0-9_./: -]{0,13}[A-Za-z0-9_./:-])?"),
+        proptest::option::of(
+            "[A-Za-z0-9_./:-]([A-Za-z0-9_./: -]{0,13}[A-Za-z0-9_./:-])?"
+                .prop_filter("a placeholder is no name", |n| process_name_of(n).as_deref() == Some(n.as_str())),
+        ),
         prop_oneof![
             "[A-Za-z0-9 ,.:;()=_'<>/+#*-]{0,80}".prop_map(|s| s.trim().to_string()),
             "(0x[0-9a-f]{8} ?){1,6}".prop_map(|s| s.trim().to_string()),
@@ -429,6 +432,30 @@ proptest! {
         prop_assert_eq!(got.code, x.code);
         prop_assert_eq!(&r.gpus[0].pci_bus_id, &x.pci_bus_id.to_string());
         prop_assert_eq!(got.last_process.as_ref().and_then(|p| p.pid), x.pid);
+    }
+
+    #[test]
+    // No double quotes in the tokens: `msg="..."` wrappers end at the first one (a shipper escapes them).
+    fn an_xid_with_any_pid_and_name_token_is_counted_not_left_not_understood(
+        (prefix, suffix, _) in wrapping(),
+        pid in proptest::sample::select(vec![
+            "", "pid=1234, ", "pid='1234', ", "pid='N/A', ", "pid=N/A, ", "pid=, ", "pid='', ",
+            "pid='<unknown>', ", "pid=<unknown>, ", "pid=-, ", "pid=?, ", "pid=(null), ", "pid=-1, ",
+        ]),
+        name in proptest::sample::select(vec![
+            "", "name=python3, ", "name='python3', ", "name=<unknown>, ", "name='<unknown>', ", "name=N/A, ",
+            "name=, ", "name='', ", "name=(null), ",
+        ]),
+        code in 0u32..=999,
+    ) {
+        let line = format!("{prefix}NVRM: Xid (PCI:0000:3b:00): {code}, {pid}{name}Ch 00000010{suffix}");
+        let r = analyze(line.as_bytes(), AnalyzeOptions::default()).unwrap();
+        prop_assert_eq!((r.summary.xid_lines, r.summary.not_understood_lines), (1, 0), "{}", line);
+        let x = &r.gpus[0].xids[0];
+        prop_assert_eq!(x.code, code);
+        prop_assert_eq!(&x.last_message, "Ch 00000010", "{}", line);
+        let expected_pid = pid.contains("1234").then_some(1234);
+        prop_assert_eq!(x.last_process.as_ref().and_then(|p| p.pid), expected_pid, "{}", line);
     }
 
     #[test]

@@ -190,6 +190,26 @@ pub fn select_gpus(
     }
 }
 
+/// The warning an answer carries when a lookup by UUID found more than one GPU (and a log line saying so): a UUID
+/// names one GPU, so two GPUs reporting the same one means a cloned node image, a copied scenario or a probe bug,
+/// and every answer about that UUID mixes two GPUs.
+pub fn shared_uuid_warnings(selector: &GpuSelector, chosen: &[(String, GpuRef)]) -> Vec<String> {
+    let GpuSelector::Uuid(wanted) = selector else { return Vec::new() };
+    if chosen.len() < 2 {
+        return Vec::new();
+    }
+    let holders: Vec<String> = chosen.iter().map(|(node, g)| format!("node {node} {}", g.label())).collect();
+    // The UUID as the GPUs report it, not the (lower-cased) prefix asked for.
+    let shared = chosen.iter().find_map(|(_, g)| g.uuid.clone()).unwrap_or_else(|| wanted.clone());
+    tracing::warn!(uuid = %shared, gpus = ?holders, "GPUs share a UUID");
+    vec![format!(
+        "{} GPUs report the UUID {shared} ({}); a UUID names one GPU, so this answer mixes them: check those nodes' \
+         probes (a cloned node image or a copied scenario reports another machine's GPUs)",
+        chosen.len(),
+        holders.join(", ")
+    )]
+}
+
 /// GPUs whose UUID starts like `wanted`, as "UUID (node n, GPU i)", best first.
 fn close_gpus<'a>(wanted: &str, gpus: impl Iterator<Item = (&'a str, &'a GpuRef)>) -> Vec<String> {
     let gpus: Vec<(&str, &GpuRef, &str)> =
@@ -387,6 +407,33 @@ mod tests {
             })
         );
         assert_eq!(merge_cuts([("by_node", None)]), None);
+    }
+
+    /// Node `name` with two GPUs whose UUIDs are node `from`'s: a cloned node image.
+    fn clone_of(name: &str, from: &str) -> gpuscope_crds::GpuNodeStatus {
+        let mut o = healthy(name, 2);
+        if let Some(status) = o.status.as_mut() {
+            status.gpus.iter_mut().flatten().for_each(|g| g.uuid = uuid(from, g.index));
+            status.verdicts.iter_mut().flatten().for_each(|v| v.uuid = uuid(from, v.index.unwrap_or_default()));
+        }
+        o
+    }
+
+    #[test]
+    fn a_uuid_two_gpus_report_is_found_on_both_with_a_warning_and_a_unique_one_warns_nothing() {
+        let snap = snapshot(vec![healthy("n1", 2), clone_of("n2", "n1")], vec![], vec![]);
+        let selector = GpuSelector::Uuid(uuid("n1", 1).to_lowercase());
+        let chosen = select_gpus(&snap, None, &selector).expect("found");
+        assert_eq!(chosen.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["n1", "n2"]);
+        let warnings = shared_uuid_warnings(&selector, &chosen);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("2 GPUs report the UUID GPU-n1-1 (node n1 GPU 1, node n2 GPU 1)"),
+            "{warnings:?}"
+        );
+        let unique = GpuSelector::Uuid(uuid("n1", 0).to_lowercase());
+        let one = select_gpus(&snap, Some(&snap.require_node("n1").expect("n1")), &unique).expect("found");
+        assert!(shared_uuid_warnings(&unique, &one).is_empty());
     }
 
     #[test]

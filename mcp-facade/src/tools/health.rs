@@ -14,7 +14,8 @@ use crate::index::tally::ProbeTally;
 use crate::problems::rank;
 use crate::snapshot::{NodeRef, Snapshot};
 use crate::tools::common::{
-    ConditionView, GpuRef, HealthCounts, Truncated, cut, gpu_healths, node_health, plural, select_gpus, take,
+    ConditionView, GpuRef, HealthCounts, Truncated, cut, gpu_healths, node_health, plural, select_gpus,
+    shared_uuid_warnings, take,
 };
 
 pub use crate::problems::{Problem, node_problems};
@@ -66,6 +67,9 @@ pub struct HealthReport {
     /// Present when `problems` was cut to `limit`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<Truncated>,
+    /// Present when two or more GPUs report the UUID asked for (a UUID names one GPU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Probes by freshness (from the operator's ProbeReporting condition).
@@ -148,14 +152,11 @@ impl Answer for HealthReport {
         &self.action
     }
     fn highlights(&self) -> Vec<String> {
-        self.problems
-            .iter()
-            .take(5)
-            .map(|p| {
-                let gpu = p.gpu.as_ref().map(|g| format!(" {}", g.label())).unwrap_or_default();
-                format!("{}{gpu}: {} ({})", p.node, p.health, p.reasons.join(", "))
-            })
-            .collect()
+        let problems = self.problems.iter().take(5).map(|p| {
+            let gpu = p.gpu.as_ref().map(|g| format!(" {}", g.label())).unwrap_or_default();
+            format!("{}{gpu}: {} ({})", p.node, p.health, p.reasons.join(", "))
+        });
+        self.warnings.iter().cloned().chain(problems).collect()
     }
 }
 
@@ -212,8 +213,9 @@ pub fn answer(snap: &Snapshot, args: &HealthArgs) -> Result<HealthReport, ToolEr
         .as_ref()
         .map(GpuSelector::parse)
         .transpose()?
-        .map(|sel| select_gpus(snap, node.as_ref(), &sel))
+        .map(|sel| select_gpus(snap, node.as_ref(), &sel).map(|chosen| (shared_uuid_warnings(&sel, &chosen), chosen)))
         .transpose()?;
+    let (warnings, selected) = selected.map_or((Vec::new(), None), |(w, chosen)| (w, Some(chosen)));
     let hint =
         || "pass node_name (or gpu) to focus, or a larger limit (max 200); the counts cover everything".to_string();
     let scope: Vec<NodeRef> = match (&node, &selected) {
@@ -301,6 +303,7 @@ pub fn answer(snap: &Snapshot, args: &HealthArgs) -> Result<HealthReport, ToolEr
         conditions,
         probe,
         truncated,
+        warnings,
     })
 }
 

@@ -16,7 +16,7 @@ use crate::snapshot::{NodeRef, Snapshot};
 use crate::status_facts::{GpuFacts, StatusFacts};
 use crate::tools::common::{
     DriverCount, GpuRef, ModelCount, NodeMetadata, Truncated, by_driver, by_model, driver_counts, model_counts,
-    node_health, node_metadata, plural, select_gpus,
+    node_health, node_metadata, plural, select_gpus, shared_uuid_warnings,
 };
 
 /// Arguments of `get_gpu_inventory`.
@@ -57,6 +57,9 @@ pub struct Inventory {
     /// Present when `nodes` was cut to `limit`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<Truncated>,
+    /// Present when two or more GPUs report the UUID asked for (a UUID names one GPU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Counts over the nodes in scope.
@@ -175,11 +178,9 @@ impl Answer for Inventory {
         &self.action
     }
     fn highlights(&self) -> Vec<String> {
-        self.by_model
-            .iter()
-            .take(5)
-            .map(|m| format!("{} x {} on {}", m.gpus, m.model, plural(m.nodes, "node")))
-            .collect()
+        let models = self.by_model.iter().take(5);
+        let models = models.map(|m| format!("{} x {} on {}", m.gpus, m.model, plural(m.nodes, "node")));
+        self.warnings.iter().cloned().chain(models).collect()
     }
 }
 
@@ -270,8 +271,9 @@ pub fn answer(snap: &Snapshot, args: &InventoryArgs) -> Result<Inventory, ToolEr
         .as_ref()
         .map(GpuSelector::parse)
         .transpose()?
-        .map(|sel| select_gpus(snap, node.as_ref(), &sel))
+        .map(|sel| select_gpus(snap, node.as_ref(), &sel).map(|chosen| (shared_uuid_warnings(&sel, &chosen), chosen)))
         .transpose()?;
+    let (warnings, selected) = selected.map_or((Vec::new(), None), |(w, chosen)| (w, Some(chosen)));
 
     // The nodes in scope: the one asked for, those holding the selected GPU, or (read off the indexes) the first
     // `limit` GPU nodes by name, with the totals over all of them.
@@ -341,6 +343,7 @@ pub fn answer(snap: &Snapshot, args: &InventoryArgs) -> Result<Inventory, ToolEr
         by_driver,
         nodes,
         truncated,
+        warnings,
     })
 }
 
@@ -485,5 +488,26 @@ mod tests {
         assert!(inv.verdict.contains("no probe has reported"), "{}", inv.verdict);
         assert!(inv.action.contains("DaemonSet"), "{}", inv.action);
         assert_eq!(inv.nodes[0].probe, ProbeState::Missing);
+    }
+
+    #[test]
+    fn a_uuid_lookup_that_finds_two_gpus_warns_in_the_answer_and_its_summary() {
+        let mut clone = healthy("gpu-e", 2);
+        if let Some(status) = clone.status.as_mut() {
+            status.gpus.iter_mut().flatten().for_each(|g| g.uuid = uuid("gpu-a", g.index));
+            status.verdicts.iter_mut().flatten().for_each(|v| v.uuid = uuid("gpu-a", v.index.unwrap_or_default()));
+        }
+        let snap = snapshot(vec![healthy("gpu-a", 2), clone], vec![], vec![]);
+        let args = InventoryArgs { gpu: Some(crate::args::GpuArg::Text(uuid("gpu-a", 0))), ..Default::default() };
+        let inv = answer(&snap, &args).expect("answer");
+        assert_eq!(inv.nodes.len(), 2);
+        assert_eq!(inv.warnings.len(), 1, "{:?}", inv.warnings);
+        assert!(inv.warnings[0].contains("node gpu-a GPU 0, node gpu-e GPU 0"), "{:?}", inv.warnings);
+        assert!(crate::answer::summary(&inv).contains("2 GPUs report the UUID GPU-gpu-a-0"));
+        let json = serde_json::to_value(&inv).expect("json");
+        assert!(json["warnings"][0].as_str().is_some_and(|w| w.contains("a UUID names one GPU")), "{json}");
+        let unique =
+            answer(&snap, &InventoryArgs { node_name: Some("gpu-a".into()), ..Default::default() }).expect("a");
+        assert!(serde_json::to_value(&unique).expect("json").get("warnings").is_none(), "no warning, no field");
     }
 }

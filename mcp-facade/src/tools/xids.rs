@@ -16,7 +16,7 @@ use crate::error::ToolError;
 use crate::index::xids::NodeXids;
 use crate::snapshot::Snapshot;
 use crate::time::rfc3339;
-use crate::tools::common::{GpuRef, Truncated, merge_cuts, plural, select_gpus, take};
+use crate::tools::common::{GpuRef, Truncated, merge_cuts, plural, select_gpus, shared_uuid_warnings, take};
 use crate::xid_view::{XidMeaning, meaning, severity};
 
 /// A GPU that logged the same XID this often repeats (a pattern worth naming).
@@ -89,6 +89,9 @@ pub struct XidAnalysis {
     /// Present when a list was cut to `limit`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated: Option<Truncated>,
+    /// Present when two or more GPUs report the UUID asked for (a UUID names one GPU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Totals over the selection.
@@ -219,7 +222,8 @@ impl Answer for XidAnalysis {
         &self.action
     }
     fn highlights(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self.patterns.iter().take(2).map(|p| p.summary.clone()).collect();
+        let mut lines: Vec<String> = self.warnings.clone();
+        lines.extend(self.patterns.iter().take(2).map(|p| p.summary.clone()));
         lines.extend(self.by_code.iter().take(3).map(|c| {
             format!(
                 "XID {} {} ({}): {}{} on {}",
@@ -315,8 +319,9 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
         .as_ref()
         .map(GpuSelector::parse)
         .transpose()?
-        .map(|sel| select_gpus(snap, node.as_ref(), &sel))
+        .map(|sel| select_gpus(snap, node.as_ref(), &sel).map(|chosen| (shared_uuid_warnings(&sel, &chosen), chosen)))
         .transpose()?;
+    let (warnings, selected) = selected.map_or((Vec::new(), None), |(w, chosen)| (w, Some(chosen)));
     let filters = Filters {
         gpus: selected.as_deref(),
         code: args.code,
@@ -469,6 +474,7 @@ pub fn answer(snap: &Snapshot, args: &XidArgs) -> Result<XidAnalysis, ToolError>
         patterns,
         events,
         truncated: cut,
+        warnings,
     })
 }
 

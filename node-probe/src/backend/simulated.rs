@@ -663,8 +663,8 @@ fn play_xids(pending: Vec<NvmlXidEvent>, clock: &dyn Clock, tx: &mpsc::Sender<Nv
 }
 
 /// The scenarios shipped with the probe, under `node-probe/scenarios/`.
-pub const SHIPPED_SCENARIOS: [&str; 4] =
-    ["healthy-8x-h100.yaml", "xid79-h100.yaml", "ecc-rising-a100.yaml", "mig-a100.yaml"];
+pub const SHIPPED_SCENARIOS: [&str; 5] =
+    ["healthy-8x-h100.yaml", "healthy-8x-h100-2.yaml", "xid79-h100.yaml", "ecc-rising-a100.yaml", "mig-a100.yaml"];
 
 #[cfg(test)]
 mod tests {

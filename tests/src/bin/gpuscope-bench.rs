@@ -8,7 +8,7 @@ use gpuscope_tests::bench;
 /// gpuscope benchmarks. Each starts its own control plane (built on first use) and the real binaries found next
 /// to this one: build them with `cargo build --release --workspace --bins` first.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     #[command(subcommand)]
     what: What,

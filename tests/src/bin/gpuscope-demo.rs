@@ -13,7 +13,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 /// uncorrectable ECC error at once, one loses a GPU to XID 79 two minutes in), the operator and the MCP facade.
 /// Needs the binaries: `cargo build --release --workspace --bins` (tests/scripts/demo.sh does both).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Where the MCP facade listens (streamable HTTP at /mcp).
     #[arg(long, default_value = "127.0.0.1:8765")]
