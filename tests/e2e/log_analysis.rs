@@ -432,9 +432,13 @@ fn node_status(name: &str) -> (Value, Value) {
         .collect();
     let operator = json!({
         "apiVersion": "gpuscope.dev/v1alpha1", "kind": "GpuNodeStatus", "metadata": { "name": name },
-        // `conditions` given (empty): when the shared operator applied its conditions first under the same field
-        // manager, an apply that omits them removes them, which a 1.20 API server turns into an invalid null.
-        "status": { "health": "Unhealthy", "recentXidCount": 1, "verdicts": verdicts, "conditions": [] }
+        // `conditions` given, and not empty: when a shared operator applied its conditions first under the same
+        // field manager, an apply that omits them (or empties the list) removes them, which a 1.20 API server turns
+        // into an invalid null.
+        "status": { "health": "Unhealthy", "recentXidCount": 1, "verdicts": verdicts, "conditions": [{
+            "type": "GPUHealthy", "status": "False", "reason": "XidFallenOffBus",
+            "message": "GPU 2 fell off the bus.", "lastTransitionTime": ten_minutes_ago
+        }] }
     });
     (probe, operator)
 }
