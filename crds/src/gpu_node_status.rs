@@ -344,6 +344,15 @@ impl PodRef {
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
+
+    /// "namespace/name (Kind/controller)", or the key alone when the controller is unknown: how answers name a
+    /// workload a GPU fault hit.
+    pub fn label(&self) -> String {
+        match &self.controller {
+            Some(c) => format!("{} ({c})", self.key()),
+            None => self.key(),
+        }
+    }
 }
 
 /// GPU allocations as the kubelet's pod-resources API reports them, beyond what `gpus[].pods` holds.

@@ -117,10 +117,7 @@ fn attributed_to(o: Option<&StatusFacts>, uuid: &str) -> Vec<String> {
     let hit =
         history.totals.iter().filter(|t| t.gpu_uuid.as_deref() == Some(uuid)).flat_map(|t| t.pods.iter().flatten());
     for pod in hit {
-        let label = match &pod.controller {
-            Some(c) => format!("{} ({c})", pod.key()),
-            None => pod.key(),
-        };
+        let label = pod.label();
         if !out.contains(&label) {
             out.push(label);
         }

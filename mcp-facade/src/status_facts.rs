@@ -119,10 +119,7 @@ impl StatusFacts {
                     .pods
                     .iter()
                     .flatten()
-                    .map(|p| match &p.controller {
-                        Some(c) => format!("{} ({c})", p.key()),
-                        None => p.key(),
-                    })
+                    .map(|p| p.label())
                     .chain(g.pods_omitted.filter(|n| *n > 0).map(|n| format!("+{n} more")))
                     .map(String::into_boxed_str)
                     .collect(),

@@ -484,10 +484,7 @@ fn detail(gpu: GpuRef, v: Option<&GpuVerdict>, missing: bool, telemetry: GpuTele
 fn pod_labels<'a>(pods: impl IntoIterator<Item = &'a gpuscope_crds::gpu_node_status::PodRef>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for p in pods {
-        let label = match &p.controller {
-            Some(c) => format!("{} ({c})", p.key()),
-            None => p.key(),
-        };
+        let label = p.label();
         if !out.contains(&label) {
             out.push(label);
         }
